@@ -1,0 +1,109 @@
+"""The sample contract shared by every collector: frames, stacks, labels, sample types.
+
+A collector describes what it saw as a *stack* (a tuple of :class:`Frame`, leaf
+first), *labels* (a tuple of ``(key, value)`` pairs, values ``str`` or ``int``)
+and *values* (a mapping from sample-type name to an integer). Everything here is
+plain tuples so that native collectors can build and push samples cheaply, and
+so that stacks and labels hash as dictionary keys in the recorder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, NamedTuple, Tuple, Union
+
+
+class Frame(NamedTuple):
+    """One Python frame: where the code is and, when known, the class it belongs to."""
+
+    filename: str
+    function: str
+    lineno: int
+    class_name: str = ""
+
+
+Stack = Tuple[Frame, ...]
+LabelValue = Union[str, int]
+Labels = Tuple[Tuple[str, LabelValue], ...]
+
+# Sample types, with the names and units ddtrace uses, in the order they appear in a profile.
+SAMPLE_TYPES: Mapping[str, str] = {
+    "cpu-samples": "count",
+    "cpu-time": "nanoseconds",
+    "wall-samples": "count",
+    "wall-time": "nanoseconds",
+    "exception-samples": "count",
+    "lock-acquire": "count",
+    "lock-acquire-wait": "nanoseconds",
+    "lock-release": "count",
+    "lock-release-hold": "nanoseconds",
+    "alloc-samples": "count",
+    "alloc-space": "bytes",
+    "heap-space": "bytes",
+    "heap-live-samples": "count",
+}
+
+# Label keys, with the names ddtrace uses.
+THREAD_ID = "thread id"
+THREAD_NATIVE_ID = "thread native id"
+THREAD_NAME = "thread name"
+TASK_ID = "task id"
+TASK_NAME = "task name"
+EXCEPTION_TYPE = "exception type"
+EXCEPTION_MESSAGE = "exception message"
+LOCK_NAME = "lock name"
+CLASS_NAME = "class name"
+SPAN_ID = "span id"
+LOCAL_ROOT_SPAN_ID = "local root span id"
+TRACE_ENDPOINT = "trace endpoint"
+
+OMITTED_FRAMES_FILENAME = ""
+
+
+def omitted_frames_marker(count: int) -> Frame:
+    """The frame that stands in for ``count`` frames cut from the root end of a stack."""
+    return Frame(OMITTED_FRAMES_FILENAME, "<%d frames omitted>" % count, 0)
+
+
+def truncate_stack(stack: Stack, max_frames: int) -> Stack:
+    """Keep at most ``max_frames`` frames, innermost first, the last one being an omitted-frames marker.
+
+    Idempotent: a stack already of ``max_frames`` frames or fewer is returned as is.
+    """
+    if len(stack) <= max_frames:
+        return stack
+    kept = max(max_frames - 1, 0)
+    return stack[:kept] + (omitted_frames_marker(len(stack) - kept),)
+
+
+@dataclass
+class Sample:
+    """A typed sample record, for collectors that prefer names to tuples.
+
+    :meth:`labels_tuple` gives the label tuple :meth:`Recorder.push` takes;
+    ``Recorder.record(sample)`` does that conversion for you.
+    """
+
+    stack: Stack
+    values: Mapping[str, int]
+    thread_id: int | None = None
+    thread_native_id: int | None = None
+    thread_name: str | None = None
+    task_id: int | None = None
+    task_name: str | None = None
+    labels: Labels = field(default_factory=tuple)
+
+    def labels_tuple(self) -> Labels:
+        """All labels of the sample as ``(key, value)`` pairs, thread and task labels first."""
+        out = []
+        if self.thread_id is not None:
+            out.append((THREAD_ID, self.thread_id))
+        if self.thread_native_id is not None:
+            out.append((THREAD_NATIVE_ID, self.thread_native_id))
+        if self.thread_name is not None:
+            out.append((THREAD_NAME, self.thread_name))
+        if self.task_id is not None:
+            out.append((TASK_ID, self.task_id))
+        if self.task_name is not None:
+            out.append((TASK_NAME, self.task_name))
+        return tuple(out) + tuple(self.labels)

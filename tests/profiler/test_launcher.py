@@ -1,0 +1,172 @@
+import os
+import signal
+import sys
+
+import pytest
+
+from conftest import run_launched
+from pprof_helpers import decode, profile_files
+
+from profiler.run import BOOTSTRAP_DIR, build_parser, environment_for
+
+BUSY_SCRIPT = """
+import threading, time
+
+def spin_main(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+def sleep_worker():
+    time.sleep(0.4)
+
+t = threading.Thread(target=sleep_worker, name="sleeper")
+t.start()
+spin_main(0.4)
+t.join()
+"""
+
+
+def test_end_to_end_writes_pprof_with_expected_types_and_labels(tmp_path):
+    out = tmp_path / "profiles"
+    result = run_launched(
+        ["--output", str(out), "--service", "demo", "--upload-interval", "30", sys.executable, "{script}"],
+        tmp_path,
+        script=BUSY_SCRIPT,
+    )
+    assert result.returncode == 0, result.stderr
+    files = profile_files(str(out))
+    assert files, result.stderr
+    pid_in_names = {os.path.basename(f).split(".")[1] for f in files}
+    assert len(pid_in_names) == 1
+    d = decode(files[-1])
+    assert [t for t, _ in d.types] == ["wall-samples", "wall-time"]
+    assert dict(d.types)["wall-time"] == "nanoseconds"
+    by_fn = d.by_function("wall-time")
+    assert by_fn.get("spin_main", 0) > 0 and by_fn.get("sleep_worker", 0) > 0
+    thread_names = {labels.get("thread name") for _s, labels, _v in d.samples()}
+    assert {"MainThread", "sleeper"} <= thread_names
+    assert d.profile.duration_nanos > 0
+
+
+@pytest.mark.parametrize("code", [0, 3, 7])
+def test_exit_code_is_preserved(tmp_path, code):
+    result = run_launched([sys.executable, "-c", "import sys; sys.exit(%d)" % code], tmp_path)
+    assert result.returncode == code, result.stderr
+
+
+def test_death_by_signal_is_preserved(tmp_path):
+    result = run_launched([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"], tmp_path)
+    assert result.returncode == -signal.SIGTERM
+
+
+def test_missing_command_is_127(tmp_path):
+    result = run_launched(["no-such-command-here"], tmp_path)
+    assert result.returncode == 127
+    assert "command not found" in result.stderr
+
+
+def test_no_command_is_a_usage_error(tmp_path):
+    result = run_launched([], tmp_path)
+    assert result.returncode == 2
+
+
+def test_user_sitecustomize_still_runs(tmp_path):
+    user_dir = tmp_path / "usersite"
+    user_dir.mkdir()
+    (user_dir / "sitecustomize.py").write_text("import os\nos.environ['USER_SITECUSTOMIZE_RAN'] = 'yes'\n")
+    script = (
+        "import os, profiler._launch as l\n"
+        "print(os.environ.get('USER_SITECUSTOMIZE_RAN'), l.profiler is not None and l.profiler.status)\n"
+    )
+    from conftest import FAKE_PLUGIN
+
+    result = run_launched(
+        ["--output", str(tmp_path / "out"), sys.executable, "{script}"],
+        tmp_path,
+        env_extra={"PYTHONPATH": os.pathsep.join([str(user_dir), FAKE_PLUGIN])},
+        script=script,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["yes", "running"]
+
+
+def test_disabled_by_environment_starts_nothing(tmp_path):
+    script = "import profiler._launch as l\nprint(l.profiler)\n"
+    result = run_launched(
+        ["--output", str(tmp_path / "out"), sys.executable, "{script}"],
+        tmp_path,
+        env_extra={"DD_PROFILING_ENABLED": "false"},
+        script=script,
+    )
+    assert result.stdout.strip() == "None"
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_bad_environment_value_warns_and_still_profiles(tmp_path):
+    out = tmp_path / "out"
+    result = run_launched(
+        ["--output", str(out), sys.executable, "-c", "import time; time.sleep(0.1)"],
+        tmp_path,
+        env_extra={"DD_PROFILING_MAX_FRAMES": "many"},
+    )
+    assert result.returncode == 0
+    assert "DD_PROFILING_MAX_FRAMES" in result.stderr
+    assert profile_files(str(out))
+
+
+FORK_SCRIPT = """
+import os, sys, time
+
+def busy(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+def parent_before_fork():
+    busy(0.3)
+
+def child_work():
+    busy(0.3)
+
+parent_before_fork()
+pid = os.fork()
+if pid == 0:
+    child_work()
+    sys.exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_fork_child_writes_its_own_file_without_parent_samples(tmp_path):
+    out = tmp_path / "out"
+    result = run_launched(["--output", str(out), sys.executable, "{script}"], tmp_path, script=FORK_SCRIPT)
+    assert result.returncode == 0, result.stderr
+    files = profile_files(str(out))
+    pids = {os.path.basename(f).split(".")[1] for f in files}
+    assert len(pids) == 2, files
+    per_pid = {}
+    for f in files:
+        pid = os.path.basename(f).split(".")[1]
+        fns = per_pid.setdefault(pid, {})
+        for name, v in decode(f).by_function("wall-time").items():
+            fns[name] = fns.get(name, 0) + v
+    child = [fns for fns in per_pid.values() if "child_work" in fns]
+    parent = [fns for fns in per_pid.values() if "parent_before_fork" in fns]
+    assert len(child) == 1 and len(parent) == 1 and child[0] is not parent[0]
+    assert "parent_before_fork" not in child[0]
+
+
+def test_environment_for_sets_variables_and_prepends_bootstrap(tmp_path):
+    args = build_parser().parse_args(
+        ["--output", str(tmp_path), "--service", "s", "--env", "e", "--version", "v", "--disable", "lock", "python", "x.py"]
+    )
+    env = environment_for(args, {"PYTHONPATH": "/a" + os.pathsep + BOOTSTRAP_DIR})
+    assert env["PYTHONPATH"].split(os.pathsep) == [BOOTSTRAP_DIR, "/a"]
+    assert env["DD_PROFILING_ENABLED"] == "true"
+    assert env["DD_SERVICE"] == "s" and env["DD_ENV"] == "e" and env["DD_VERSION"] == "v"
+    assert env["DD_PROFILING_LOCK_ENABLED"] == "false"
+    assert env["DD_PROFILING_OUTPUT_PPROF"] == os.path.join(str(tmp_path), "profile")
+    assert args.command == ["python", "x.py"]
+    # an explicit DD_PROFILING_ENABLED=false wins over the launcher's default
+    assert environment_for(args, {"DD_PROFILING_ENABLED": "false"})["DD_PROFILING_ENABLED"] == "false"
