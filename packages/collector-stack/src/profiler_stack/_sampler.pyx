@@ -1,2 +1,514 @@
-def hello():
-    return 42
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Native stack sampling: walk every Python thread's frames and read its CPU clock.
+
+Only public C API is used (``PyFrame_GetBack``, ``PyFrame_GetCode``,
+``PyFrame_GetLineNumber``, ``PyGC_Disable``), so the same code is correct on
+CPython 3.10 to 3.14 whatever the interpreter's frame internals.
+"""
+
+import sys
+import threading
+
+from profiler_core.events import Frame
+
+cdef extern from "Python.h":
+    ctypedef struct PyFrameObject
+    ctypedef struct PyCodeObject
+    PyFrameObject* PyFrame_GetBack(PyFrameObject* frame)
+    PyCodeObject* PyFrame_GetCode(PyFrameObject* frame)
+    int PyFrame_GetLineNumber(PyFrameObject* frame)
+    int PyGC_Disable()
+    int PyGC_Enable()
+    void Py_INCREF(object o)
+    void Py_DECREF_frame "Py_DECREF" (PyFrameObject* o)
+    void Py_DECREF_code "Py_DECREF" (PyCodeObject* o)
+    object PyLong_FromVoidPtr(void* p)
+
+cdef extern from "<time.h>" nogil:
+    ctypedef int clockid_t
+    cdef struct timespec:
+        long tv_sec
+        long tv_nsec
+    int clock_gettime(clockid_t clk, timespec* ts)
+    int nanosleep(const timespec* req, timespec* rem)
+    clockid_t CLOCK_MONOTONIC
+
+cdef extern from "<stdlib.h>" nogil:
+    void* malloc(size_t n)
+    void free(void* p)
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    int pthread_getcpuclockid(pthread_t thread, clockid_t* clk)
+
+cdef object _current_frames = sys._current_frames
+cdef bint _HAS_QUALNAME = sys.version_info >= (3, 11)
+
+cdef str THREAD_ID = "thread id"
+cdef str THREAD_NATIVE_ID = "thread native id"
+cdef str THREAD_NAME = "thread name"
+cdef str PROFILER_THREAD_PREFIX = "profiler-"
+
+
+cdef inline long long _clock_ns(clockid_t clk) noexcept nogil:
+    cdef timespec ts
+    if clock_gettime(clk, &ts) != 0:
+        return -1
+    return <long long>ts.tv_sec * 1000000000LL + ts.tv_nsec
+
+
+cdef inline unsigned long long _xorshift(unsigned long long* state) noexcept nogil:
+    cdef unsigned long long x = state[0]
+    x ^= x << 13
+    x ^= x >> 7
+    x ^= x << 17
+    state[0] = x
+    return x
+
+
+cdef inline void _sleep_ns(long long ns) noexcept nogil:
+    cdef timespec req
+    req.tv_sec = ns // 1000000000
+    req.tv_nsec = ns % 1000000000
+    nanosleep(&req, NULL)
+
+
+cdef inline double _next_interval(long long cost_ns, double pct, double lo, double hi) noexcept nogil:
+    cdef double wanted = (cost_ns / 1e9) / (pct / 100.0)
+    if wanted < lo:
+        return lo
+    if wanted > hi:
+        return hi
+    return wanted
+
+
+def next_interval(long long tick_cost_ns, double max_time_usage_pct, double min_interval, double max_interval):
+    """Interval keeping one tick of ``tick_cost_ns`` within ``max_time_usage_pct`` of wall time, clamped."""
+    return _next_interval(tick_cost_ns, max_time_usage_pct, min_interval, max_interval)
+
+
+cdef inline long long _monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <long long>ts.tv_sec * 1000000000LL + ts.tv_nsec
+
+
+cdef class _ThreadState:
+    """Per (thread ident, native id): its CPU clock, last reading and cached labels."""
+    cdef clockid_t clock
+    cdef bint has_clock
+    cdef long long last_cpu
+    cdef long long cpu_at_wakeup  # CPU clock when the sampler's timer fired, before it had the GIL; -1 unknown
+    cdef long long cpu_at_wakeup_prev  # the same, kept through the sample for the held-back decision
+    cdef long long cpu_at_sample  # CPU clock at the previous sample; -1 unknown
+    cdef long long last_delta  # CPU used in the previous period; -1 unknown
+    cdef long long last_sample_ns  # monotonic time of the previous sample; 0 unknown
+    cdef unsigned long long seen_tick
+    cdef tuple last_stack
+    # A sample whose attribution waits for the next tick (see _push_pending).
+    cdef tuple pending
+    cdef object name
+    cdef tuple labels
+
+
+cdef class _CodeInfo:
+    """What a code object contributes to a frame, and the Frame tuples already made for it by line."""
+    cdef object code  # a strong reference keeps id(code) from being reused while cached
+    cdef str filename
+    cdef str name
+    cdef str class_name
+    cdef dict frames
+
+
+cdef str _class_from_qualname(str qualname):
+    cdef list parts = qualname.split(".")
+    if len(parts) < 2:
+        return ""
+    owner = parts[len(parts) - 2]
+    if owner == "<locals>":
+        return ""
+    return owner
+
+
+cdef class StackSampler:
+    """Samples every Python thread and pushes each sample to ``push(stack, labels, values)``.
+
+    For each thread: ``wall-time``, ``wall-samples``, ``cpu-time`` (growth of the
+    thread's own CPU clock, never negative) and ``cpu-samples``; labels ``thread
+    id``, ``thread native id``, ``thread name``; the stack leaf first, at most
+    ``max_frames`` frames with an omitted-frames marker. Threads named
+    ``profiler-*`` and idents in ``ignored`` are skipped when ``ignore_profiler``.
+
+    Reading stacks needs the GIL, and when the sampler gets it depends on what the
+    threads do: it comes back at once when a thread blocks (``time.sleep``, I/O),
+    late when threads compute. So :meth:`run` samples at random moments of fixed
+    strata and reads every thread's CPU clock at that moment, before waiting for
+    the GIL. A sample stands for that moment: a thread that used no CPU meanwhile
+    is where it was; one whose stack changed is held back one tick, until its CPU
+    clock has told whether it then blocked, and its time is split between its old
+    and new stacks as the clocks make most likely (see ``_push_pending``).
+    """
+
+    cdef object push
+    cdef dict threads
+    cdef dict codes
+    cdef Py_ssize_t max_frames
+    cdef Py_ssize_t max_codes
+    cdef long long last_wall
+    cdef long long stratum_start
+    cdef unsigned long long rng
+    cdef list wake_states
+    cdef clockid_t* wake_clocks
+    cdef long long* wake_readings
+    cdef long long wake_span
+    cdef long long wake_target
+    cdef long long wake_time
+    cdef Py_ssize_t wake_n
+    cdef Py_ssize_t wake_capacity
+    cdef public double interval
+    cdef public long long errors
+    cdef long long last_cost
+    cdef unsigned long long tick
+    cdef bint ignore_profiler
+    cdef bint stop_requested
+    cdef public set ignored
+    cdef public long long ran_threshold_ns
+    cdef public long long blocked_threshold_ns
+
+    def __init__(self, push, int max_frames=64, bint ignore_profiler=True, Py_ssize_t max_codes=20000):
+        if max_frames < 1:
+            raise ValueError("max_frames must be at least 1")
+        self.push = push
+        self.max_frames = max_frames
+        self.max_codes = max_codes
+        self.ignore_profiler = ignore_profiler
+        self.ignored = set()
+        self.ran_threshold_ns = 50000
+        self.wake_clocks = NULL
+        self.wake_readings = NULL
+        self.wake_n = 0
+        self.wake_capacity = 0
+        self.blocked_threshold_ns = 100000
+        self.reset()
+
+    def __dealloc__(self):
+        free(self.wake_clocks)
+        free(self.wake_readings)
+
+    def reset(self):
+        """Forget every thread (after fork) and start the wall clock from now."""
+        self.threads = {}
+        self.codes = {}
+        self.tick = 0
+        self.stop_requested = False
+        self.last_wall = _monotonic_ns()
+        self.stratum_start = 0
+        self.wake_states = []
+        self.wake_n = 0
+        self.rng = <unsigned long long>self.last_wall * 2654435761ULL + 1
+
+    def request_stop(self):
+        """Make a running :meth:`run` return within 20 ms; callable from any thread."""
+        self.stop_requested = True
+
+    @property
+    def known_threads(self):
+        """Number of threads whose CPU clock is tracked (dead ones are pruned at each sample)."""
+        return len(self.threads)
+
+    def run(self, double min_interval, double max_interval, double max_time_usage_pct):
+        """Sample every thread until :meth:`request_stop`; blocks, so call it from a dedicated thread.
+
+        One sample is taken at a random moment of each interval-long stratum, so
+        sample moments are independent of what the threads do; the GIL is taken
+        once per sample and never held while sleeping. The interval adapts so that
+        sampling costs at most ``max_time_usage_pct`` percent of wall time, within
+        [min_interval, max_interval].
+        """
+        cdef long long deadline, now, span
+        cdef Py_ssize_t i
+        if min_interval <= 0 or max_interval < min_interval or max_time_usage_pct <= 0:
+            raise ValueError("invalid interval settings")
+        self.interval = min_interval
+        self._prepare_wakeup()
+        with nogil:
+            while not self.stop_requested:
+                span = <long long>(self.interval * 1e9)
+                now = _monotonic_ns()
+                if self.stratum_start == 0:
+                    self.stratum_start = now
+                # The first stratum whose random moment is still ahead: sampling at once when
+                # late would tie the moment to whatever made us late (a thread blocking).
+                self.wake_target = self.stratum_start
+                deadline = self.wake_target + <long long>(_xorshift(&self.rng) % <unsigned long long>span)
+                while deadline <= now:
+                    self.wake_target += span
+                    deadline = self.wake_target + <long long>(_xorshift(&self.rng) % <unsigned long long>span)
+                while not self.stop_requested:
+                    now = _monotonic_ns()
+                    if now >= deadline:
+                        break
+                    _sleep_ns(deadline - now if deadline - now < 20000000 else 20000000)
+                if self.stop_requested:
+                    break
+                self.wake_span = span
+                self.wake_time = _monotonic_ns()
+                # A dead thread's clock reads -1 (EINVAL): clocks are kernel thread ids, never freed memory.
+                for i in range(self.wake_n):
+                    self.wake_readings[i] = _clock_ns(self.wake_clocks[i]) if self.wake_clocks[i] != -1 else -1
+                with gil:
+                    self._take_wakeup_sample()
+                if self.last_cost > 0:
+                    self.interval = _next_interval(self.last_cost, max_time_usage_pct, min_interval, max_interval)
+
+    cdef _prepare_wakeup(self):
+        # With the GIL: the clocks to read at the next wakeup, without the GIL.
+        cdef list states = list(self.threads.values())
+        cdef Py_ssize_t n = len(states), i
+        cdef _ThreadState state
+        if n + 1 > self.wake_capacity:
+            free(self.wake_clocks)
+            free(self.wake_readings)
+            self.wake_capacity = 0
+            self.wake_n = 0
+            self.wake_clocks = <clockid_t*>malloc((2 * n + 8) * sizeof(clockid_t))
+            self.wake_readings = <long long*>malloc((2 * n + 8) * sizeof(long long))
+            if self.wake_clocks == NULL or self.wake_readings == NULL:
+                free(self.wake_clocks)
+                free(self.wake_readings)
+                self.wake_clocks = NULL
+                self.wake_readings = NULL
+                self.wake_states = []
+                return
+            self.wake_capacity = 2 * n + 8
+        for i in range(n):
+            state = <_ThreadState>states[i]
+            self.wake_clocks[i] = state.clock if state.has_clock else -1
+        self.wake_states = states
+        self.wake_n = n
+
+    cdef _take_wakeup_sample(self):
+        # With the GIL, right after a wakeup.
+        cdef Py_ssize_t i
+        cdef long long began, next_start, weight, span = self.wake_span
+        began = _monotonic_ns()
+        try:
+            states = self.wake_states
+            for i in range(self.wake_n):
+                (<_ThreadState>states[i]).cpu_at_wakeup = self.wake_readings[i]
+            # The sample stands for its stratum, the strata skipped before it and every
+            # stratum that went by before it could be taken.
+            next_start = self.wake_target + span
+            if began > next_start:
+                next_start += ((began - next_start) // span + 1) * span
+            weight = next_start - self.stratum_start
+            self.stratum_start = next_start
+            self._sample(True, weight)
+        except Exception:
+            self.errors += 1
+        finally:
+            self._prepare_wakeup()
+            self.last_cost = max(_monotonic_ns() - began, 1)
+
+    def sample(self):
+        """Sample all threads once, now; returns the number of thread samples pushed."""
+        return self._sample(False, 0)
+
+    cdef int _sample(self, bint have_wakeup, long long weight):
+        # After a sleep, the sample stands for the moment the timer fired, not the moment the
+        # GIL came back (which depends on what the threads do), and `weight` is its wall time.
+        cdef long long now = _monotonic_ns()
+        cdef long long wall = weight if have_wakeup else now - self.last_wall
+        cdef long long cpu, delta
+        cdef _ThreadState state
+        cdef int gc_was_enabled
+        cdef bint ran_while_waiting, was_blocked
+        cdef list taken = []
+        self.last_wall = now
+        self.tick += 1
+        active = threading._active
+        frames = _current_frames()
+
+        # Phase 1: CPU clocks. From sys._current_frames() until this loop ends no
+        # Python code may run (the GC is off, nothing here calls back into Python),
+        # so the GIL is never released: every thread in `frames` is still alive and
+        # its pthread id is valid for pthread_getcpuclockid.
+        gc_was_enabled = PyGC_Disable()
+        try:
+            for ident, frame in (<dict>frames).items():
+                if ident in self.ignored:
+                    continue
+                thread = active.get(ident)
+                native_id = thread.native_id if thread is not None else 0
+                if native_id is None:
+                    native_id = 0
+                key = (ident, native_id)
+                state = <_ThreadState>self.threads.get(key)
+                if state is None:
+                    state = _ThreadState()
+                    state.has_clock = pthread_getcpuclockid(<pthread_t>ident, &state.clock) == 0
+                    state.last_cpu = -1
+                    state.cpu_at_sample = -1
+                    state.last_delta = -1
+                    state.cpu_at_wakeup = -1
+                    self.threads[key] = state
+                delta = 0
+                ran_while_waiting = False
+                was_blocked = False
+                cpu = _clock_ns(state.clock) if state.has_clock else -1
+                if cpu >= 0:
+                    if state.last_cpu >= 0 and cpu > state.last_cpu:
+                        delta = cpu - state.last_cpu
+                    if cpu > state.last_cpu:
+                        state.last_cpu = cpu
+                    if have_wakeup and state.cpu_at_wakeup >= 0:
+                        ran_while_waiting = cpu - state.cpu_at_wakeup > self.ran_threshold_ns
+                        if state.cpu_at_sample >= 0:
+                            was_blocked = state.cpu_at_wakeup - state.cpu_at_sample < self.blocked_threshold_ns
+                state.cpu_at_sample = cpu
+                state.cpu_at_wakeup_prev = state.cpu_at_wakeup
+                state.cpu_at_wakeup = -1
+                state.seen_tick = self.tick
+                taken.append((ident, native_id, thread, frame, state, delta, ran_while_waiting, was_blocked, cpu))
+        finally:
+            if gc_was_enabled:
+                PyGC_Enable()
+
+        # Phase 2: stacks and labels; Python code may run again from here on.
+        if len(self.threads) > len(taken):
+            for k, v in self.threads.items():
+                if (<_ThreadState>v).seen_tick != self.tick:
+                    self._push_pending(<_ThreadState>v, False)
+            self.threads = {k: v for k, v in self.threads.items() if (<_ThreadState>v).seen_tick == self.tick}
+        if len(self.codes) > self.max_codes:
+            self.codes = {}
+        cdef int pushed = 0
+        for ident, native_id, thread, frame, state, delta, ran_while_waiting, was_blocked, cpu in taken:
+            if state.pending is not None:
+                # Used (almost) no CPU since it was held back: it had blocked.
+                self._push_pending(state, state.cpu_at_wakeup_prev >= 0 and state.cpu_at_wakeup_prev - <long long>state.pending[4] < self.blocked_threshold_ns)
+            name = thread.name if thread is not None else None
+            if self.ignore_profiler and name is not None and name.startswith(PROFILER_THREAD_PREFIX):
+                continue
+            if state.labels is None or state.name != name:
+                state.name = name
+                if name is None:
+                    state.labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, native_id))
+                else:
+                    state.labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, native_id), (THREAD_NAME, name))
+            stack = self._stack(frame)
+            changed = state.last_stack is not None and state.last_stack != stack
+            if changed:
+                # Chance that it moved after the timer fired, were the moment uniform since
+                # its previous sample.
+                p_after = 0.5
+                if have_wakeup and state.last_sample_ns and now > state.last_sample_ns:
+                    p_after = min(max((now - self.wake_time) / <double>(now - state.last_sample_ns), 0.0), 1.0)
+                state.pending = (
+                    state.last_stack, stack, wall, delta, cpu, ran_while_waiting, was_blocked,
+                    0 <= state.last_delta < self.blocked_threshold_ns, p_after,
+                )
+            else:
+                self._push_values(stack, state.labels, wall, delta)
+            state.last_stack = stack
+            state.last_delta = delta
+            state.last_sample_ns = now
+            pushed += 1
+        return pushed
+
+    cdef _push_values(self, tuple stack, tuple labels, long long wall, long long cpu):
+        if cpu:
+            self.push(stack, labels, {"wall-time": wall, "wall-samples": 1, "cpu-time": cpu, "cpu-samples": 1})
+        else:
+            self.push(stack, labels, {"wall-time": wall, "wall-samples": 1})
+
+    cdef _push_pending(self, _ThreadState state, bint blocked):
+        # The thread moved from `previous` to `stack` at an unknown moment of the period.
+        # Its CPU clock tells where that moment most likely was. `prev_idle`: no CPU in the
+        # period before, so it was blocked in `previous`. `was_blocked`: no CPU from the
+        # previous sample until the timer fired. `ran`: CPU between the timer and the
+        # sample. `blocked`: no CPU from the sample until the next timer.
+        pending = state.pending
+        if pending is None:
+            return
+        state.pending = None
+        previous, stack, wall, cpu, _clock, ran, was_blocked, prev_idle, p_after = pending
+        labels = state.labels
+        cdef long long wall_prev, cpu_prev
+        # Wall time stands for the moment the timer fired (T). A thread that did not run
+        # between T and the sample was then where it is now. One that ran but had used no CPU
+        # from its previous sample to T was blocked until T: it was in `previous`. One that
+        # ran after T and then blocked, which is what handed the GIL to the sampler, was
+        # still in the code before the block. Otherwise `previous` has the chance that a
+        # uniform moment of the move fell after T.
+        if not ran:
+            wall_prev = 0
+        elif was_blocked or blocked:
+            wall_prev = wall
+        else:
+            wall_prev = <long long>(wall * <double>p_after)
+        # CPU time: used after waking from a block, or before entering one, or else half each.
+        if prev_idle and not blocked:
+            cpu_prev = 0
+        elif blocked and not prev_idle:
+            cpu_prev = cpu
+        else:
+            cpu_prev = cpu // 2
+        self._push_values(stack, labels, wall - wall_prev, cpu - cpu_prev)
+        if wall_prev or cpu_prev:
+            values = {"wall-time": wall_prev}
+            if cpu_prev:
+                values["cpu-time"] = cpu_prev
+            self.push(previous, labels, values)
+
+    def flush_pending(self):
+        """Push held-back samples with their current stacks (at stop)."""
+        for state in self.threads.values():
+            self._push_pending(<_ThreadState>state, False)
+
+    cdef tuple _stack(self, object frame):
+        cdef list out = []
+        cdef PyFrameObject* f = <PyFrameObject*>frame
+        cdef PyFrameObject* back
+        cdef PyCodeObject* code
+        cdef Py_ssize_t depth = 0
+        cdef _CodeInfo info
+        cdef int lineno
+        Py_INCREF(frame)
+        while f != NULL:
+            if depth < self.max_frames:
+                code = PyFrame_GetCode(f)
+                key = PyLong_FromVoidPtr(<void*>code)
+                info = <_CodeInfo>self.codes.get(key)
+                if info is None or <void*>info.code is not <void*>code:
+                    info = self._code_info(<object>code)
+                    self.codes[key] = info
+                Py_DECREF_code(code)
+                lineno = PyFrame_GetLineNumber(f)
+                fr = info.frames.get(lineno)
+                if fr is None:
+                    fr = Frame(info.filename, info.name, lineno, info.class_name)
+                    info.frames[lineno] = fr
+                out.append(fr)
+            depth += 1
+            back = PyFrame_GetBack(f)
+            Py_DECREF_frame(f)
+            f = back
+        if depth > self.max_frames:
+            kept = self.max_frames - 1
+            del out[kept:]
+            out.append(Frame("", "<%d frames omitted>" % (depth - kept), 0))
+        return tuple(out)
+
+    cdef _CodeInfo _code_info(self, object code):
+        cdef _CodeInfo info = _CodeInfo()
+        info.code = code
+        info.filename = code.co_filename
+        if _HAS_QUALNAME:
+            info.name = code.co_qualname
+            info.class_name = _class_from_qualname(info.name)
+        else:
+            info.name = code.co_name
+            info.class_name = ""
+        info.frames = {}
+        return info
