@@ -15,9 +15,8 @@ def fake_plugin_path(monkeypatch):
 
 
 def run_launched(args, tmp_path, env_extra=None, script=None, timeout=60):
-    """Run ``profiler-run ARGS`` (ARGS may mention {script}) with the fake plugin importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DD_")}
-    env["PYTHONPATH"] = FAKE_PLUGIN
+    """Run ``profiler-run ARGS`` (ARGS may mention {script}) with the installed collectors."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DD_") and k != "PYTHONPATH"}
     env.update(env_extra or {})
     if script is not None:
         path = tmp_path / "app.py"

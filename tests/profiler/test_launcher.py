@@ -40,10 +40,12 @@ def test_end_to_end_writes_pprof_with_expected_types_and_labels(tmp_path):
     pid_in_names = {os.path.basename(f).split(".")[1] for f in files}
     assert len(pid_in_names) == 1
     d = decode(files[-1])
-    assert [t for t, _ in d.types] == ["wall-samples", "wall-time"]
-    assert dict(d.types)["wall-time"] == "nanoseconds"
+    assert [t for t, _ in d.types] == ["cpu-samples", "cpu-time", "wall-samples", "wall-time"]
+    assert dict(d.types)["wall-time"] == "nanoseconds" and dict(d.types)["cpu-time"] == "nanoseconds"
     by_fn = d.by_function("wall-time")
     assert by_fn.get("spin_main", 0) > 0 and by_fn.get("sleep_worker", 0) > 0
+    cpu = d.by_function("cpu-time")
+    assert cpu.get("spin_main", 0) > 10 * cpu.get("sleep_worker", 0)
     thread_names = {labels.get("thread name") for _s, labels, _v in d.samples()}
     assert {"MainThread", "sleeper"} <= thread_names
     assert d.profile.duration_nanos > 0
@@ -79,16 +81,31 @@ def test_user_sitecustomize_still_runs(tmp_path):
         "import os, profiler._launch as l\n"
         "print(os.environ.get('USER_SITECUSTOMIZE_RAN'), l.profiler is not None and l.profiler.status)\n"
     )
-    from conftest import FAKE_PLUGIN
-
     result = run_launched(
         ["--output", str(tmp_path / "out"), sys.executable, "{script}"],
         tmp_path,
-        env_extra={"PYTHONPATH": os.pathsep.join([str(user_dir), FAKE_PLUGIN])},
+        env_extra={"PYTHONPATH": str(user_dir)},
         script=script,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["yes", "running"]
+
+
+def test_plugins_found_by_entry_point_run_in_the_launched_program(tmp_path):
+    from conftest import FAKE_PLUGIN
+
+    out = tmp_path / "out"
+    result = run_launched(
+        ["--output", str(out), "--disable", "stack", sys.executable, "{script}"],
+        tmp_path,
+        env_extra={"PYTHONPATH": FAKE_PLUGIN},
+        script=BUSY_SCRIPT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "broken" in result.stderr  # the broken plugin is reported, and skipped
+    d = decode(profile_files(str(out))[-1])
+    assert [t for t, _ in d.types] == ["wall-samples", "wall-time"]  # the fake collector's only
+    assert d.by_function("wall-time").get("spin_main", 0) > 0
 
 
 def test_disabled_by_environment_starts_nothing(tmp_path):

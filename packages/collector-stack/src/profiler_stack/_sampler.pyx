@@ -101,8 +101,8 @@ cdef class _ThreadState:
     cdef long long cpu_at_wakeup  # CPU clock when the sampler's timer fired, before it had the GIL; -1 unknown
     cdef long long cpu_at_wakeup_prev  # the same, kept through the sample for the held-back decision
     cdef long long cpu_at_sample  # CPU clock at the previous sample; -1 unknown
-    cdef long long last_delta  # CPU used in the previous period; -1 unknown
     cdef long long last_sample_ns  # monotonic time of the previous sample; 0 unknown
+    cdef bint idle_at_last_sample  # used no CPU just after the previous sample: it was blocked then
     cdef unsigned long long seen_tick
     cdef tuple last_stack
     # A sample whose attribution waits for the next tick (see _push_pending).
@@ -160,6 +160,8 @@ cdef class StackSampler:
     cdef list wake_states
     cdef clockid_t* wake_clocks
     cdef long long* wake_readings
+    cdef long long* sample_cpu  # each thread's CPU clock at the last sample
+    cdef char* idle_after  # whether it then used no CPU for a moment after the sampler let go of the GIL
     cdef long long wake_span
     cdef long long wake_target
     cdef long long wake_time
@@ -186,6 +188,8 @@ cdef class StackSampler:
         self.ran_threshold_ns = 50000
         self.wake_clocks = NULL
         self.wake_readings = NULL
+        self.sample_cpu = NULL
+        self.idle_after = NULL
         self.wake_n = 0
         self.wake_capacity = 0
         self.blocked_threshold_ns = 100000
@@ -194,6 +198,8 @@ cdef class StackSampler:
     def __dealloc__(self):
         free(self.wake_clocks)
         free(self.wake_readings)
+        free(self.sample_cpu)
+        free(self.idle_after)
 
     def reset(self):
         """Forget every thread (after fork) and start the wall clock from now."""
@@ -225,7 +231,7 @@ cdef class StackSampler:
         sampling costs at most ``max_time_usage_pct`` percent of wall time, within
         [min_interval, max_interval].
         """
-        cdef long long deadline, now, span
+        cdef long long deadline, now, span, lo
         cdef Py_ssize_t i
         if min_interval <= 0 or max_interval < min_interval or max_time_usage_pct <= 0:
             raise ValueError("invalid interval settings")
@@ -237,13 +243,15 @@ cdef class StackSampler:
                 now = _monotonic_ns()
                 if self.stratum_start == 0:
                     self.stratum_start = now
-                # The first stratum whose random moment is still ahead: sampling at once when
-                # late would tie the moment to whatever made us late (a thread blocking).
+                # Sample the stratum we are in at a random moment of what is left of it (all of
+                # it unless the previous sample ran late); strata that went by entirely are
+                # covered by this sample. Sampling at once when late would instead tie the
+                # moment to whatever made us late (a thread blocking, handing us the GIL).
                 self.wake_target = self.stratum_start
-                deadline = self.wake_target + <long long>(_xorshift(&self.rng) % <unsigned long long>span)
-                while deadline <= now:
+                while self.wake_target + span <= now:
                     self.wake_target += span
-                    deadline = self.wake_target + <long long>(_xorshift(&self.rng) % <unsigned long long>span)
+                lo = now if now > self.wake_target else self.wake_target
+                deadline = lo + <long long>(_xorshift(&self.rng) % <unsigned long long>(self.wake_target + span - lo))
                 while not self.stop_requested:
                     now = _monotonic_ns()
                     if now >= deadline:
@@ -258,6 +266,12 @@ cdef class StackSampler:
                     self.wake_readings[i] = _clock_ns(self.wake_clocks[i]) if self.wake_clocks[i] != -1 else -1
                 with gil:
                     self._take_wakeup_sample()
+                # Which threads stay off the CPU once the sampler lets go of the GIL: those
+                # were blocked at the sample, not merely waiting for the GIL.
+                _sleep_ns(1000000)
+                for i in range(self.wake_n):
+                    if self.wake_clocks[i] != -1 and self.sample_cpu[i] >= 0:
+                        self.idle_after[i] = _clock_ns(self.wake_clocks[i]) - self.sample_cpu[i] < self.blocked_threshold_ns
                 if self.last_cost > 0:
                     self.interval = _next_interval(self.last_cost, max_time_usage_pct, min_interval, max_interval)
 
@@ -269,21 +283,31 @@ cdef class StackSampler:
         if n + 1 > self.wake_capacity:
             free(self.wake_clocks)
             free(self.wake_readings)
+            free(self.sample_cpu)
+            free(self.idle_after)
             self.wake_capacity = 0
             self.wake_n = 0
             self.wake_clocks = <clockid_t*>malloc((2 * n + 8) * sizeof(clockid_t))
             self.wake_readings = <long long*>malloc((2 * n + 8) * sizeof(long long))
-            if self.wake_clocks == NULL or self.wake_readings == NULL:
+            self.sample_cpu = <long long*>malloc((2 * n + 8) * sizeof(long long))
+            self.idle_after = <char*>malloc((2 * n + 8) * sizeof(char))
+            if self.wake_clocks == NULL or self.wake_readings == NULL or self.sample_cpu == NULL or self.idle_after == NULL:
                 free(self.wake_clocks)
                 free(self.wake_readings)
+                free(self.sample_cpu)
+                free(self.idle_after)
                 self.wake_clocks = NULL
                 self.wake_readings = NULL
+                self.sample_cpu = NULL
+                self.idle_after = NULL
                 self.wake_states = []
                 return
             self.wake_capacity = 2 * n + 8
         for i in range(n):
             state = <_ThreadState>states[i]
             self.wake_clocks[i] = state.clock if state.has_clock else -1
+            self.sample_cpu[i] = state.cpu_at_sample if state.seen_tick == self.tick else -1
+            self.idle_after[i] = 0
         self.wake_states = states
         self.wake_n = n
 
@@ -296,11 +320,9 @@ cdef class StackSampler:
             states = self.wake_states
             for i in range(self.wake_n):
                 (<_ThreadState>states[i]).cpu_at_wakeup = self.wake_readings[i]
-            # The sample stands for its stratum, the strata skipped before it and every
-            # stratum that went by before it could be taken.
+                (<_ThreadState>states[i]).idle_at_last_sample = self.idle_after[i]
+            # The sample stands for its stratum and the strata that went by before it.
             next_start = self.wake_target + span
-            if began > next_start:
-                next_start += ((began - next_start) // span + 1) * span
             weight = next_start - self.stratum_start
             self.stratum_start = next_start
             self._sample(True, weight)
@@ -349,7 +371,6 @@ cdef class StackSampler:
                     state.has_clock = pthread_getcpuclockid(<pthread_t>ident, &state.clock) == 0
                     state.last_cpu = -1
                     state.cpu_at_sample = -1
-                    state.last_delta = -1
                     state.cpu_at_wakeup = -1
                     self.threads[key] = state
                 delta = 0
@@ -366,10 +387,12 @@ cdef class StackSampler:
                         if state.cpu_at_sample >= 0:
                             was_blocked = state.cpu_at_wakeup - state.cpu_at_sample < self.blocked_threshold_ns
                 state.cpu_at_sample = cpu
+                prev_idle = state.idle_at_last_sample
+                state.idle_at_last_sample = False
                 state.cpu_at_wakeup_prev = state.cpu_at_wakeup
                 state.cpu_at_wakeup = -1
                 state.seen_tick = self.tick
-                taken.append((ident, native_id, thread, frame, state, delta, ran_while_waiting, was_blocked, cpu))
+                taken.append((ident, native_id, thread, frame, state, delta, ran_while_waiting, was_blocked, prev_idle, cpu))
         finally:
             if gc_was_enabled:
                 PyGC_Enable()
@@ -383,7 +406,7 @@ cdef class StackSampler:
         if len(self.codes) > self.max_codes:
             self.codes = {}
         cdef int pushed = 0
-        for ident, native_id, thread, frame, state, delta, ran_while_waiting, was_blocked, cpu in taken:
+        for ident, native_id, thread, frame, state, delta, ran_while_waiting, was_blocked, prev_idle, cpu in taken:
             if state.pending is not None:
                 # Used (almost) no CPU since it was held back: it had blocked.
                 self._push_pending(state, state.cpu_at_wakeup_prev >= 0 and state.cpu_at_wakeup_prev - <long long>state.pending[4] < self.blocked_threshold_ns)
@@ -405,13 +428,11 @@ cdef class StackSampler:
                 if have_wakeup and state.last_sample_ns and now > state.last_sample_ns:
                     p_after = min(max((now - self.wake_time) / <double>(now - state.last_sample_ns), 0.0), 1.0)
                 state.pending = (
-                    state.last_stack, stack, wall, delta, cpu, ran_while_waiting, was_blocked,
-                    0 <= state.last_delta < self.blocked_threshold_ns, p_after,
+                    state.last_stack, stack, wall, delta, cpu, ran_while_waiting, was_blocked, prev_idle, p_after,
                 )
             else:
                 self._push_values(stack, state.labels, wall, delta)
             state.last_stack = stack
-            state.last_delta = delta
             state.last_sample_ns = now
             pushed += 1
         return pushed
@@ -424,8 +445,8 @@ cdef class StackSampler:
 
     cdef _push_pending(self, _ThreadState state, bint blocked):
         # The thread moved from `previous` to `stack` at an unknown moment of the period.
-        # Its CPU clock tells where that moment most likely was. `prev_idle`: no CPU in the
-        # period before, so it was blocked in `previous`. `was_blocked`: no CPU from the
+        # Its CPU clock tells where that moment most likely was. `prev_idle`: no CPU just
+        # after the previous sample, so it was blocked in `previous`. `was_blocked`: no CPU from the
         # previous sample until the timer fired. `ran`: CPU between the timer and the
         # sample. `blocked`: no CPU from the sample until the next timer.
         pending = state.pending
@@ -438,12 +459,17 @@ cdef class StackSampler:
         # Wall time stands for the moment the timer fired (T). A thread that did not run
         # between T and the sample was then where it is now. One that ran but had used no CPU
         # from its previous sample to T was blocked until T: it was in `previous`. One that
-        # ran after T and then blocked, which is what handed the GIL to the sampler, was
-        # still in the code before the block. Otherwise `previous` has the chance that a
-        # uniform moment of the move fell after T.
+        # was blocked at its previous sample and used CPU before T had woken: it was where it
+        # is now. One that ran after T and then blocked, which is what handed the GIL to the
+        # sampler, was still in the code before the block. Otherwise `previous` has the
+        # chance that a uniform moment of the move fell after T.
         if not ran:
             wall_prev = 0
-        elif was_blocked or blocked:
+        elif was_blocked:
+            wall_prev = wall
+        elif prev_idle:
+            wall_prev = 0
+        elif blocked:
             wall_prev = wall
         else:
             wall_prev = <long long>(wall * <double>p_after)

@@ -1,0 +1,228 @@
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+from profiler_core.config import ProfilerConfig
+from profiler_core.recorder import Recorder
+from profiler_stack._sampler import StackSampler
+from profiler_stack.collector import THREAD_NAME, StackCollector, next_interval
+
+
+class Pushes:
+    def __init__(self):
+        self.items = []
+
+    def __call__(self, stack, labels, values):
+        self.items.append((stack, dict(labels), dict(values)))
+
+    def for_thread(self, name):
+        return [(s, v) for s, labels, v in self.items if labels.get("thread name") == name]
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def parked(event):
+    event.wait()
+
+
+class Worker:
+    def method(self, started, release):
+        started.set()
+        release.wait()
+
+
+def test_labels_and_stack_of_another_thread():
+    pushes = Pushes()
+    sampler = StackSampler(pushes, 64)
+    started, release = threading.Event(), threading.Event()
+    t = threading.Thread(target=Worker().method, args=(started, release), name="the-worker")
+    t.start()
+    started.wait()
+    try:
+        sampler.sample()
+        sampler.sample()
+    finally:
+        release.set()
+        t.join()
+    samples = [(s, labels) for s, labels, _v in pushes.items if labels.get("thread name") == "the-worker"]
+    assert samples
+    stack, labels = samples[-1]
+    assert labels["thread id"] == t.ident
+    assert labels["thread native id"] == t.native_id
+    names = [f.function for f in stack]
+    # leaf first: inside Event.wait, called from Worker.method, under Thread.run
+    assert names.index("Worker.method" if sys.version_info >= (3, 11) else "method") < names.index(
+        "Thread.run" if sys.version_info >= (3, 11) else "run"
+    )
+    frame = next(f for f in stack if f.function.endswith("method"))
+    assert frame.filename == __file__ and frame.lineno > 0
+    if sys.version_info >= (3, 11):
+        assert frame.class_name == "Worker"
+
+
+def test_the_calling_thread_is_sampled_with_its_name():
+    pushes = Pushes()
+    StackSampler(pushes, 64).sample()
+    mine = pushes.for_thread(threading.current_thread().name)
+    assert len(mine) == 1
+    stack, values = mine[0]
+    assert values["wall-samples"] == 1
+    assert any(f.function.endswith("test_the_calling_thread_is_sampled_with_its_name") for f in stack)
+
+
+def deep(n, event):
+    if n == 0:
+        event.wait()
+    else:
+        deep(n - 1, event)
+
+
+def test_max_frames_keeps_innermost_and_marks_omitted():
+    pushes = Pushes()
+    sampler = StackSampler(pushes, 10)
+    release = threading.Event()
+    t = threading.Thread(target=deep, args=(50, release), name="deep")
+    t.start()
+    time.sleep(0.05)
+    try:
+        sampler.sample()
+    finally:
+        release.set()
+        t.join()
+    ((stack, _v),) = pushes.for_thread("deep")
+    assert len(stack) == 10
+    assert stack[-1].function.startswith("<") and stack[-1].function.endswith(" frames omitted>")
+    omitted = int(stack[-1].function.split()[0][1:])
+    assert omitted > 40
+    names = [f.function for f in stack]
+    assert stack[0].filename.endswith("threading.py")  # innermost kept: the wait() inside deep()
+    assert names[names.index("deep") :][:3] == ["deep", "deep", "deep"]
+
+
+def test_cpu_time_is_never_negative_and_dead_threads_are_pruned():
+    pushes = Pushes()
+    sampler = StackSampler(pushes, 64)
+    sampler.sample()
+    before = sampler.known_threads
+    threads = [threading.Thread(target=time.sleep, args=(0.05,), name="short-%d" % i) for i in range(5)]
+    for t in threads:
+        t.start()
+    sampler.sample()
+    assert sampler.known_threads == before + 5
+    for t in threads:
+        t.join()
+    sampler.sample()
+    sampler.flush_pending()
+    assert sampler.known_threads == before  # the dead ones are forgotten
+    assert all(v.get("cpu-time", 0) >= 0 and v["wall-time"] >= 0 for _s, _l, v in pushes.items)
+
+
+def test_profiler_threads_are_ignored_unless_asked():
+    release = threading.Event()
+    t = threading.Thread(target=parked, args=(release,), name="profiler-something")
+    t.start()
+    try:
+        ignoring, including = Pushes(), Pushes()
+        StackSampler(ignoring, 64, True).sample()
+        StackSampler(including, 64, False).sample()
+    finally:
+        release.set()
+        t.join()
+    assert not ignoring.for_thread("profiler-something")
+    assert including.for_thread("profiler-something")
+
+
+def test_threads_started_before_the_collector_are_profiled():
+    release = threading.Event()
+    t = threading.Thread(target=parked, args=(release,), name="early")
+    t.start()
+    recorder = Recorder()
+    collector = StackCollector(recorder, ProfilerConfig())
+    collector.start()
+    try:
+        assert wait_until(lambda: any(dict(l).get("thread name") == "early" for (_s, l) in list(recorder._data)))
+    finally:
+        collector.stop()
+        release.set()
+        t.join()
+
+
+def test_collector_thread_is_a_daemon_ignored_in_its_own_output_and_stops_fast():
+    recorder = Recorder()
+    collector = StackCollector(recorder, ProfilerConfig())
+    collector.start()
+    t = collector._thread
+    assert t.daemon and t.name == THREAD_NAME
+    time.sleep(0.1)
+    began = time.monotonic()
+    collector.stop()
+    assert time.monotonic() - began < 0.5
+    assert not t.is_alive()
+    names = {dict(labels).get("thread name") for (_s, labels) in recorder.flush().samples}
+    assert THREAD_NAME not in names and "MainThread" in names
+
+
+def test_next_interval():
+    assert next_interval(10_000, 1.0, 0.01, 1.0) == 0.01  # cheap tick: minimum interval
+    assert next_interval(1_000_000, 1.0, 0.01, 1.0) == pytest.approx(0.1)  # 1 ms tick at 1%: 100 ms
+    assert next_interval(50_000_000, 1.0, 0.01, 1.0) == 1.0  # capped
+
+
+def test_adaptive_interval_keeps_overhead_under_budget_with_100_deep_threads():
+    release = threading.Event()
+    threads = [threading.Thread(target=deep, args=(60, release), name="deep-%d" % i) for i in range(100)]
+    for t in threads:
+        t.start()
+    recorder = Recorder()
+    collector = StackCollector(recorder, ProfilerConfig(max_time_usage_pct=1.0))
+    collector.start()
+    try:
+        wall0 = time.monotonic()
+        time.sleep(1.5)
+        wall = time.monotonic() - wall0
+    finally:
+        collector.stop()
+        release.set()
+        for t in threads:
+            t.join()
+    assert collector.interval > collector.min_interval  # it adapted
+    samples = recorder.flush().totals()["wall-samples"]
+    ticks = samples / 101
+    # fewer ticks than at the minimum interval: the budget slowed it down
+    assert ticks < 0.8 * wall / collector.min_interval
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_keeps_sampling_in_a_forked_child(tmp_path):
+    recorder = Recorder()
+    collector = StackCollector(recorder, ProfilerConfig())
+    collector.start()
+    out = tmp_path / "child"
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                recorder.reset_after_fork()
+                collector.after_fork_in_child()
+                ok = wait_until(lambda: len(recorder) > 0, 3)
+                out.write_text("%d %d" % (int(ok), int(collector._thread.is_alive())))
+                collector.stop()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert out.read_text() == "1 1"
+    finally:
+        collector.stop()
