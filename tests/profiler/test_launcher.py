@@ -187,3 +187,11 @@ def test_environment_for_sets_variables_and_prepends_bootstrap(tmp_path):
     assert args.command == ["python", "x.py"]
     # an explicit DD_PROFILING_ENABLED=false wins over the launcher's default
     assert environment_for(args, {"DD_PROFILING_ENABLED": "false"})["DD_PROFILING_ENABLED"] == "false"
+
+
+def test_output_run_announces_where_profiles_are(tmp_path):
+    out = tmp_path / "out"
+    result = run_launched(["--output", str(out), sys.executable, "-c", "import time; time.sleep(0.05)"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "profile written to %s" % out in result.stderr
+    assert "profiler top %s/profile." % out in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import glob
 import importlib.util
 import os
 import sys
@@ -9,6 +11,9 @@ from importlib.machinery import PathFinder
 from typing import Optional
 
 from profiler.core import Profiler
+
+#: ``profiler-run`` sets this to the pid of the program it starts: only that process announces its profiles.
+ANNOUNCE_VARIABLE = "PROFILER_RUN_PID"
 
 #: The profiler started by ``profiler-run`` in this process, if any.
 profiler: Optional[Profiler] = None
@@ -19,11 +24,27 @@ def start_from_environment() -> Optional[Profiler]:
     global profiler
     from profiler_core.config import load_config
 
-    if not load_config().enabled:
+    config = load_config()
+    if not config.enabled:
         return None
+    if config.output_pprof and os.environ.get(ANNOUNCE_VARIABLE) == str(os.getpid()):
+        # Registered before the profiler's own exit hook, so it runs after the last flush.
+        atexit.register(announce_profiles, config.output_pprof)
     profiler = Profiler()
     profiler.start()
     return profiler
+
+
+def announce_profiles(prefix: str) -> None:
+    """Tell where this process's profiles are and how to look at them (at exit of a ``profiler-run`` program)."""
+    files = sorted(glob.glob("%s.%d.*.pprof" % (prefix, os.getpid())))
+    if not files:
+        return
+    pattern = "%s.%d.*.pprof" % (prefix, os.getpid())
+    sys.stderr.write(
+        "profiler: %d profile%s written to %s\nprofiler: view them with: profiler top %s\n"
+        % (len(files), "" if len(files) == 1 else "s", os.path.dirname(prefix), pattern)
+    )
 
 
 def chain_sitecustomize(bootstrap_file: str) -> None:

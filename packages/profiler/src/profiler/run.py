@@ -85,6 +85,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.write("profiler-run: command not found: %s\n" % command[0])
         return 127
     env = environment_for(args, dict(os.environ))
+    if args.output:
+        env["PROFILER_RUN_PID"] = str(os.getpid())  # exec keeps the pid: the program announces its profiles
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(executable, command, env)

@@ -1,0 +1,140 @@
+"""The ``profiler`` command: look at profiles locally, without an agent.
+
+``profiler top FILE... [--type T] [--by function|line|file|thread|LABEL] [--limit N]``
+prints flat and cumulative totals, like ``go tool pprof -top``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from profiler.pprof_reader import ProfileSample, ProfileSet, load
+
+PREFERRED_TYPES = ("cpu-time", "wall-time", "alloc-space", "heap-space", "lock-acquire-wait", "exception-samples")
+
+
+def format_value(value: float, unit: str) -> str:
+    """Human units: 1.25s / 340ms / 12µs for nanoseconds, 3.2MiB for bytes, plain for counts."""
+    if unit == "nanoseconds":
+        for scale, suffix in ((1e9, "s"), (1e6, "ms"), (1e3, "µs")):
+            if abs(value) >= scale:
+                return "%.3g%s" % (value / scale, suffix)
+        return "%dns" % value
+    if unit == "bytes":
+        for scale, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+            if abs(value) >= scale:
+                return "%.3g%s" % (value / scale, suffix)
+        return "%dB" % value
+    return "%d" % value
+
+
+def short_path(path: str) -> str:
+    """The last two components of a path, enough to tell files apart in a table."""
+    parts = path.replace("\\", "/").split("/")
+    return "/".join(parts[-2:]) if len(parts) > 1 else path
+
+
+def sample_keys(sample: ProfileSample, by: str) -> Tuple[Optional[str], List[str]]:
+    """(flat key, cumulative keys) of a sample for a ``--by`` grouping."""
+    if by in ("function", "line", "file"):
+        keys = []
+        for name, filename, line in sample.frames:
+            if by == "function":
+                keys.append("%s  %s" % (name, short_path(filename)) if filename else name)
+            elif by == "line":
+                keys.append("%s  %s:%d" % (name, short_path(filename), line))
+            else:
+                keys.append(filename or name)
+        return (keys[0] if keys else None), keys
+    value = sample.labels.get(by)
+    key = None if value is None else str(value)
+    return key, [key] if key is not None else []
+
+
+def top(profiles: ProfileSet, sample_type: str, by: str = "function") -> List[Tuple[str, int, int]]:
+    """(key, flat, cumulative) for every key, largest flat first; cumulative counts a key once per sample."""
+    flat: Dict[str, int] = defaultdict(int)
+    cum: Dict[str, int] = defaultdict(int)
+    for sample in profiles.samples:
+        value = sample.values.get(sample_type, 0)
+        if not value:
+            continue
+        leaf, keys = sample_keys(sample, by)
+        if leaf is not None:
+            flat[leaf] += value
+        for key in set(keys):
+            cum[key] += value
+    rows = [(key, flat.get(key, 0), total) for key, total in cum.items()]
+    rows.sort(key=lambda r: (-r[1], -r[2], r[0]))
+    return rows
+
+
+def choose_type(profiles: ProfileSet, wanted: Optional[str]) -> str:
+    """The sample type to show: ``wanted`` if given, else the first preferred type with data."""
+    types = profiles.types()
+    if wanted:
+        if wanted not in types:
+            raise SystemExit("profiler: no %r samples in these profiles (types: %s)" % (wanted, ", ".join(types)))
+        return wanted
+    totals = defaultdict(int)
+    for sample in profiles.samples:
+        for name, value in sample.values.items():
+            totals[name] += value
+    for name in PREFERRED_TYPES:
+        if totals.get(name):
+            return name
+    for name in types:
+        if totals.get(name):
+            return name
+    raise SystemExit("profiler: these profiles hold no samples")
+
+
+def print_top(profiles: ProfileSet, sample_type: str, by: str, limit: int, out=None) -> None:
+    """Print the ``top`` table (to ``out``, default standard output)."""
+    out = out or sys.stdout
+    unit = profiles.units.get(sample_type, "count")
+    rows = top(profiles, sample_type, by)
+    total = sum(sample.values.get(sample_type, 0) for sample in profiles.samples)
+    out.write("%s: total %s over %d stacks, by %s\n" % (sample_type, format_value(total, unit), len(profiles.samples), by))
+    out.write("%10s %6s %10s %6s  %s\n" % ("flat", "flat%", "cum", "cum%", by))
+    for key, flat, cum in rows[:limit]:
+        out.write(
+            "%10s %5.1f%% %10s %5.1f%%  %s\n"
+            % (format_value(flat, unit), 100.0 * flat / total if total else 0, format_value(cum, unit),
+               100.0 * cum / total if total else 0, key)
+        )
+    if len(rows) > limit:
+        out.write("(%d more; --limit to see them)\n" % (len(rows) - limit))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``profiler`` command line."""
+    parser = argparse.ArgumentParser(prog="profiler", description="Look at pprof profiles locally.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_top = sub.add_parser("top", help="table of the heaviest functions (or lines, files, threads, labels)")
+    p_top.add_argument("files", nargs="+", help="pprof files (gzip or not); several are merged")
+    p_top.add_argument("--type", help="sample type, e.g. cpu-time, wall-time, alloc-space (default: first with data)")
+    p_top.add_argument("--by", default="function", help="function (default), line, file, thread, or any label key")
+    p_top.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``profiler`` command."""
+    args = build_parser().parse_args(argv)
+    missing = [f for f in args.files if not os.path.exists(f)]
+    if missing:
+        sys.stderr.write("profiler: no such file: %s\n" % ", ".join(missing))
+        return 2
+    profiles = load(args.files)
+    by = "thread name" if args.by == "thread" else args.by
+    print_top(profiles, choose_type(profiles, args.type), by, args.limit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+import gzip
+import io
+
+import pytest
+
+from profiler.cli import format_value, main, print_top, top
+from profiler.pprof_reader import load
+from profiler_core.events import Frame
+from profiler_core.pprof import encode_profile
+from profiler_core.recorder import Recorder
+
+MAIN = Frame("/app/main.py", "main", 10)
+HANDLE = Frame("/app/web.py", "handle", 20)
+QUERY = Frame("/app/db.py", "query", 30)
+RENDER = Frame("/app/web.py", "render", 40)
+
+
+def write(path, pushes):
+    r = Recorder()
+    for stack, labels, values in pushes:
+        r.push(stack, labels, values)
+    path.write_bytes(gzip.compress(encode_profile(r.flush())))
+    return str(path)
+
+
+@pytest.fixture
+def known(tmp_path):
+    # cpu-time: query 600 ms (under handle), render 300 ms (under handle), main itself 100 ms.
+    return write(
+        tmp_path / "a.pprof",
+        [
+            ((QUERY, HANDLE, MAIN), (("thread name", "worker"),), {"cpu-time": 600_000_000, "wall-time": 900_000_000}),
+            ((RENDER, HANDLE, MAIN), (("thread name", "MainThread"),), {"cpu-time": 300_000_000}),
+            ((MAIN,), (("thread name", "MainThread"),), {"cpu-time": 100_000_000}),
+        ],
+    )
+
+
+def test_flat_and_cumulative_totals(known):
+    rows = {key.split()[0]: (flat, cum) for key, flat, cum in top(load([known]), "cpu-time")}
+    assert rows == {
+        "query": (600_000_000, 600_000_000),
+        "render": (300_000_000, 300_000_000),
+        "main": (100_000_000, 1_000_000_000),
+        "handle": (0, 900_000_000),
+    }
+
+
+def test_rows_sorted_by_flat_and_by_other_groupings(known):
+    profiles = load([known])
+    assert [k.split()[0] for k, _f, _c in top(profiles, "cpu-time")] == ["query", "render", "main", "handle"]
+    assert top(profiles, "cpu-time", "thread name") == [
+        ("worker", 600_000_000, 600_000_000),
+        ("MainThread", 400_000_000, 400_000_000),
+    ]
+    lines = dict((k, f) for k, f, _c in top(profiles, "cpu-time", "line"))
+    assert lines["query  app/db.py:30"] == 600_000_000
+    files = dict((k, c) for k, _f, c in top(profiles, "cpu-time", "file"))
+    assert files["/app/web.py"] == 900_000_000
+
+
+def test_several_files_are_merged(known, tmp_path):
+    other = write(tmp_path / "b.pprof", [((QUERY, HANDLE, MAIN), (), {"cpu-time": 400_000_000})])
+    rows = {key.split()[0]: flat for key, flat, _c in top(load([known, other]), "cpu-time")}
+    assert rows["query"] == 1_000_000_000
+
+
+def test_printed_table_has_human_units_and_percentages(known):
+    out = io.StringIO()
+    print_top(load([known]), "cpu-time", "function", 10, out)
+    text = out.getvalue()
+    assert text.splitlines()[0].startswith("cpu-time: total 1s")
+    query_line = next(line for line in text.splitlines() if "query" in line)
+    assert query_line.split()[:4] == ["600ms", "60.0%", "600ms", "60.0%"]
+
+
+def test_format_value():
+    assert format_value(1_500_000_000, "nanoseconds") == "1.5s"
+    assert format_value(2_500, "nanoseconds") == "2.5µs"
+    assert format_value(3 * 1024 * 1024, "bytes") == "3MiB"
+    assert format_value(42, "count") == "42"
+
+
+def test_main_prints_and_rejects_missing_files_and_types(known, capsys):
+    assert main(["top", known, "--type", "wall-time"]) == 0
+    assert "wall-time: total 900ms" in capsys.readouterr().out
+    assert main(["top", "/no/such.pprof"]) == 2
+    with pytest.raises(SystemExit, match="no 'alloc-space' samples"):
+        main(["top", known, "--type", "alloc-space"])
