@@ -69,7 +69,7 @@ def encode_profile(
             if fid is None:
                 fid = functions[fkey] = len(functions) + 1
                 profile.function.add(
-                    id=fid, name=strings(frame.function), system_name=strings(frame.function), filename=strings(frame.filename)
+                    id=fid, name=strings(frame.function), filename=strings(frame.filename)
                 )
             loc = locations[key] = len(locations) + 1
             location = profile.location.add(id=loc)
