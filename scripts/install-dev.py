@@ -32,9 +32,20 @@ PACKAGES = [
 STAMP = os.path.join(sys.prefix, "profiler-dev-install.stamp")
 
 
+def extensions_built() -> bool:
+    """Whether every .pyx has its compiled module next to it, for this interpreter."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    for pyx in glob.glob(os.path.join(ROOT, "packages", "*", "src", "**", "*.pyx"), recursive=True):
+        if not os.path.exists(pyx[: -len(".pyx")] + EXTENSION_SUFFIXES[0]):
+            return False
+    return True
+
+
 def fingerprint() -> str:
-    """Hash of what an editable install depends on: build files and native sources."""
+    """Hash of what an editable install depends on: where the tree is, build files, native sources."""
     h = hashlib.sha256(sys.version.encode())
+    h.update(ROOT.encode())
     for name in PACKAGES:
         pkg = os.path.join(ROOT, "packages", name)
         files = [os.path.join(pkg, "pyproject.toml")]
@@ -51,7 +62,7 @@ def fingerprint() -> str:
 
 def main() -> int:
     wanted = fingerprint()
-    if "--force" not in sys.argv and os.path.exists(STAMP):
+    if "--force" not in sys.argv and os.path.exists(STAMP) and extensions_built():
         with open(STAMP) as f:
             if f.read().strip() == wanted:
                 return 0
