@@ -85,9 +85,18 @@ def test_declared_sample_types_appear_even_without_samples():
         def snapshot(self):
             pass
 
+    r.push(LEAF, (), {"wall-time": 1})
     Scheduler(r, [Quiet(r, config)], [exp], config).flush()
     p = profile_pb2.Profile.FromString(exp.profiles[0].pprof)
-    assert [p.string_table[t.type] for t in p.sample_type] == ["lock-acquire", "lock-acquire-wait"]
+    assert [p.string_table[t.type] for t in p.sample_type] == ["wall-time", "lock-acquire", "lock-acquire-wait"]
+
+
+def test_empty_periods_make_no_profile():
+    config = ProfilerConfig()
+    exp = ListExporter(config)
+    s = Scheduler(Recorder(), [], [exp], config)
+    assert s.flush() is None
+    assert exp.profiles == []
 
 
 def test_exporter_and_collector_failures_are_isolated(caplog):
@@ -106,7 +115,8 @@ def test_thread_flushes_every_interval_minus_export_time():
     interval, delay = 0.2, 0.1
     config = ProfilerConfig(upload_interval=interval)
     exp = ListExporter(config, delay=delay)
-    s = Scheduler(Recorder(), [], [exp], config)
+    r = Recorder()
+    s = Scheduler(r, [HeapLikeCollector(r, config)], [exp], config)
     s.start()
     try:
         deadline = time.monotonic() + 5

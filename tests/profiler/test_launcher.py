@@ -7,7 +7,7 @@ import pytest
 from conftest import run_launched
 from pprof_helpers import decode, profile_files
 
-from profiler.run import BOOTSTRAP_DIR, build_parser, environment_for
+from profiler.run import BOOTSTRAP_DIR, environment_for, main, parse_args
 
 BUSY_SCRIPT = """
 import threading, time
@@ -175,18 +175,38 @@ def test_fork_child_writes_its_own_file_without_parent_samples(tmp_path):
 
 
 def test_environment_for_sets_variables_and_prepends_bootstrap(tmp_path):
-    args = build_parser().parse_args(
-        ["--output", str(tmp_path), "--service", "s", "--env", "e", "--version", "v", "--disable", "lock", "python", "x.py"]
+    options, command = parse_args(
+        ["--output", str(tmp_path), "--service", "s", "--env=e", "--version", "v", "--disable", "lock", "python", "x.py", "--env", "x"]
     )
-    env = environment_for(args, {"PYTHONPATH": "/a" + os.pathsep + BOOTSTRAP_DIR})
+    assert command == ["python", "x.py", "--env", "x"]  # options after the command belong to it
+    env = environment_for(options, {"PYTHONPATH": "/a" + os.pathsep + BOOTSTRAP_DIR})
     assert env["PYTHONPATH"].split(os.pathsep) == [BOOTSTRAP_DIR, "/a"]
     assert env["DD_PROFILING_ENABLED"] == "true"
     assert env["DD_SERVICE"] == "s" and env["DD_ENV"] == "e" and env["DD_VERSION"] == "v"
     assert env["DD_PROFILING_LOCK_ENABLED"] == "false"
     assert env["DD_PROFILING_OUTPUT_PPROF"] == os.path.join(str(tmp_path), "profile")
-    assert args.command == ["python", "x.py"]
     # an explicit DD_PROFILING_ENABLED=false wins over the launcher's default
-    assert environment_for(args, {"DD_PROFILING_ENABLED": "false"})["DD_PROFILING_ENABLED"] == "false"
+    assert environment_for(options, {"DD_PROFILING_ENABLED": "false"})["DD_PROFILING_ENABLED"] == "false"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--bogus", "python"], "unknown option --bogus"),
+        (["--service"], "--service needs a value"),
+        (["--enable", "cpu", "python"], "--enable takes one of"),
+        (["--upload-interval", "soon", "python"], "--upload-interval takes a number"),
+    ],
+)
+def test_bad_command_lines_are_usage_errors(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_help(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: profiler-run" in out and "--output VALUE" in out and "DD_SERVICE" in out
 
 
 def test_output_run_announces_where_profiles_are(tmp_path):

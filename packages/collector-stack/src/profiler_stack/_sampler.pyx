@@ -39,7 +39,21 @@ cdef extern from "<stdlib.h>" nogil:
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef unsigned long pthread_t
+    ctypedef struct pthread_mutex_t:
+        pass
+    ctypedef struct pthread_cond_t:
+        pass
+    ctypedef struct pthread_condattr_t:
+        pass
     int pthread_getcpuclockid(pthread_t thread, clockid_t* clk)
+    int pthread_mutex_init(pthread_mutex_t* m, void* attr)
+    int pthread_mutex_lock(pthread_mutex_t* m)
+    int pthread_mutex_unlock(pthread_mutex_t* m)
+    int pthread_condattr_init(pthread_condattr_t* a)
+    int pthread_condattr_setclock(pthread_condattr_t* a, clockid_t clk)
+    int pthread_cond_init(pthread_cond_t* c, pthread_condattr_t* a)
+    int pthread_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const timespec* t)
+    int pthread_cond_signal(pthread_cond_t* c)
 
 cdef object _current_frames = sys._current_frames
 cdef bint _HAS_QUALNAME = sys.version_info >= (3, 11)
@@ -173,6 +187,8 @@ cdef class StackSampler:
     cdef unsigned long long tick
     cdef bint ignore_profiler
     cdef bint stop_requested
+    cdef pthread_mutex_t stop_mutex  # with stop_cond: wakes the sleeping sampler at once on stop
+    cdef pthread_cond_t stop_cond
     cdef public set ignored
     cdef public long long ran_threshold_ns
     cdef public long long blocked_threshold_ns
@@ -203,6 +219,12 @@ cdef class StackSampler:
 
     def reset(self):
         """Forget every thread (after fork) and start the wall clock from now."""
+        cdef pthread_condattr_t attr
+        # (Re)initialized here, also in a forked child where another thread may have held them.
+        pthread_mutex_init(&self.stop_mutex, NULL)
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(&self.stop_cond, &attr)
         self.threads = {}
         self.codes = {}
         self.tick = 0
@@ -214,8 +236,12 @@ cdef class StackSampler:
         self.rng = <unsigned long long>self.last_wall * 2654435761ULL + 1
 
     def request_stop(self):
-        """Make a running :meth:`run` return within 20 ms; callable from any thread."""
-        self.stop_requested = True
+        """Make a running :meth:`run` return at once; callable from any thread."""
+        with nogil:
+            pthread_mutex_lock(&self.stop_mutex)
+            self.stop_requested = True
+            pthread_cond_signal(&self.stop_cond)
+            pthread_mutex_unlock(&self.stop_mutex)
 
     @property
     def known_threads(self):
@@ -252,11 +278,7 @@ cdef class StackSampler:
                     self.wake_target += span
                 lo = now if now > self.wake_target else self.wake_target
                 deadline = lo + <long long>(_xorshift(&self.rng) % <unsigned long long>(self.wake_target + span - lo))
-                while not self.stop_requested:
-                    now = _monotonic_ns()
-                    if now >= deadline:
-                        break
-                    _sleep_ns(deadline - now if deadline - now < 20000000 else 20000000)
+                self._sleep_until(deadline)
                 if self.stop_requested:
                     break
                 self.wake_span = span
@@ -274,6 +296,15 @@ cdef class StackSampler:
                         self.idle_after[i] = _clock_ns(self.wake_clocks[i]) - self.sample_cpu[i] < self.blocked_threshold_ns
                 if self.last_cost > 0:
                     self.interval = _next_interval(self.last_cost, max_time_usage_pct, min_interval, max_interval)
+
+    cdef void _sleep_until(self, long long deadline) noexcept nogil:
+        cdef timespec ts
+        ts.tv_sec = deadline // 1000000000
+        ts.tv_nsec = deadline % 1000000000
+        pthread_mutex_lock(&self.stop_mutex)
+        while not self.stop_requested and _monotonic_ns() < deadline:
+            pthread_cond_timedwait(&self.stop_cond, &self.stop_mutex, &ts)
+        pthread_mutex_unlock(&self.stop_mutex)
 
     cdef _prepare_wakeup(self):
         # With the GIL: the clocks to read at the next wakeup, without the GIL.

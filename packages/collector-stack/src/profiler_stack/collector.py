@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-from typing import Optional
+TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
+if TYPE_CHECKING:
+    from typing import Optional
 
+from profiler_core._log import get_logger
 from profiler_core.config import ProfilerConfig
 from profiler_core.interfaces import Collector
 from profiler_core.recorder import Recorder
 
 from profiler_stack._sampler import StackSampler, next_interval  # noqa: F401 (re-exported)
 
-LOG = logging.getLogger("profiler_stack")
+LOG = get_logger("profiler_stack")
 
 THREAD_NAME = "profiler-stack-sampler"
 MIN_INTERVAL = 0.01  # ddtrace's default sampling interval

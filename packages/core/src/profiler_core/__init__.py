@@ -2,29 +2,35 @@
 
 Events (:mod:`profiler_core.events`), the :class:`Recorder`, pprof encoding,
 configuration from ``DD_*`` variables, the collector and exporter interfaces,
-the flushing :class:`Scheduler` and the file exporter.
+the flushing :class:`Scheduler` and the file exporter. Names are imported on
+first use, so that importing one submodule does not import them all.
 """
-
-from profiler_core.config import ProfilerConfig, load_config
-from profiler_core.events import SAMPLE_TYPES, Frame, Labels, Sample, Stack
-from profiler_core.interfaces import Collector, ExportedProfile, Exporter
-from profiler_core.recorder import Recorder, RecorderSnapshot
-from profiler_core.scheduler import Scheduler
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "SAMPLE_TYPES",
-    "Collector",
-    "ExportedProfile",
-    "Exporter",
-    "Frame",
-    "Labels",
-    "ProfilerConfig",
-    "Recorder",
-    "RecorderSnapshot",
-    "Sample",
-    "Scheduler",
-    "Stack",
-    "load_config",
-]
+_EXPORTS = {
+    "SAMPLE_TYPES": "profiler_core.events",
+    "Frame": "profiler_core.events",
+    "Labels": "profiler_core.events",
+    "Sample": "profiler_core.events",
+    "Stack": "profiler_core.events",
+    "ProfilerConfig": "profiler_core.config",
+    "load_config": "profiler_core.config",
+    "Collector": "profiler_core.interfaces",
+    "ExportedProfile": "profiler_core.interfaces",
+    "Exporter": "profiler_core.interfaces",
+    "Recorder": "profiler_core.recorder",
+    "RecorderSnapshot": "profiler_core.recorder",
+    "Scheduler": "profiler_core.scheduler",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError("module 'profiler_core' has no attribute %r" % name)
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

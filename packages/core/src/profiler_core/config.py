@@ -7,15 +7,16 @@ is used instead: a typo in the environment must never stop the application.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import os
-from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, TypeVar
+TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
+if TYPE_CHECKING:
+    from typing import Any, Dict, Mapping, Optional, TypeVar
 
-LOG = logging.getLogger("profiler_core.config")
+    T = TypeVar("T")
 
-T = TypeVar("T")
+from profiler_core._log import get_logger
+
+LOG = get_logger("profiler_core.config")
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
@@ -43,40 +44,72 @@ def parse_tags(raw: str) -> Dict[str, str]:
     return tags
 
 
-@dataclass
-class ProfilerConfig:
-    """Everything the profiler and its collectors and exporters read from the environment."""
+_DEFAULTS: "Dict[str, Any]" = {
+    "enabled": False,
+    "env": None,
+    "service": None,
+    "version": None,
+    "tags": {},
+    "upload_interval": 60.0,
+    "max_frames": 64,
+    "output_pprof": None,
+    "stack_enabled": True,
+    "lock_enabled": True,
+    "memory_enabled": True,
+    "heap_enabled": True,
+    "exception_enabled": False,
+    "capture_pct": 1.0,
+    "max_time_usage_pct": 1.0,
+    "ignore_profiler": True,
+    "heap_sample_size": 1024 * 1024,
+    "exception_sampling_interval": 100.0,
+    "exception_collect_message": False,
+    "api_timeout": 10.0,
+    "agent_url": None,
+    "agent_host": None,
+    "agent_port": 8126,
+    "api_key": None,
+    "site": "datadoghq.com",
+    "max_keys": 65536,
+}
+_SECRET = ("api_key",)
 
-    enabled: bool = False
-    env: Optional[str] = None
-    service: Optional[str] = None
-    version: Optional[str] = None
-    tags: Dict[str, str] = field(default_factory=dict)
-    upload_interval: float = 60.0
-    max_frames: int = 64
-    output_pprof: Optional[str] = None
-    stack_enabled: bool = True
-    lock_enabled: bool = True
-    memory_enabled: bool = True
-    heap_enabled: bool = True
-    exception_enabled: bool = False
-    capture_pct: float = 1.0
-    max_time_usage_pct: float = 1.0
-    ignore_profiler: bool = True
-    heap_sample_size: int = 1024 * 1024
-    exception_sampling_interval: float = 100.0
-    exception_collect_message: bool = False
-    api_timeout: float = 10.0
-    agent_url: Optional[str] = None
-    agent_host: Optional[str] = None
-    agent_port: int = 8126
-    api_key: Optional[str] = field(default=None, repr=False)
-    site: str = "datadoghq.com"
-    max_keys: int = 65536
+
+class ProfilerConfig:
+    """Everything the profiler and its collectors and exporters read from the environment.
+
+    Attributes are those of ``_DEFAULTS`` (``service``, ``upload_interval``,
+    ``max_frames``...); the constructor takes any of them by keyword. A plain
+    class rather than a dataclass: ``dataclasses`` costs milliseconds to import
+    in every profiled process.
+    """
+
+    __slots__ = tuple(_DEFAULTS)
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(_DEFAULTS)
+        if unknown:
+            raise TypeError("unknown configuration option(s): %s" % ", ".join(sorted(unknown)))
+        for name, default in _DEFAULTS.items():
+            value = values.get(name, default)
+            setattr(self, name, dict(value) if isinstance(value, dict) else value)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """All options by name."""
+        return {name: getattr(self, name) for name in _DEFAULTS}
 
     def replace(self, **changes: Any) -> "ProfilerConfig":
         """A copy with ``changes`` applied (``None`` values are ignored)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        values = self.as_dict()
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return ProfilerConfig(**values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProfilerConfig) and self.as_dict() == other.as_dict()
+
+    def __repr__(self) -> str:
+        shown = ("%s=%r" % (k, "***" if k in _SECRET and v else v) for k, v in self.as_dict().items())
+        return "ProfilerConfig(%s)" % ", ".join(shown)
 
 
 def _positive(v: float) -> bool:
@@ -88,7 +121,7 @@ def _pct(v: float) -> bool:
 
 
 # attribute -> (variable, parser, validity check)
-_VARIABLES: Dict[str, tuple] = {
+_VARIABLES: "Dict[str, tuple]" = {
     "enabled": ("DD_PROFILING_ENABLED", parse_bool, None),
     "env": ("DD_ENV", str, None),
     "service": ("DD_SERVICE", str, None),
@@ -144,14 +177,13 @@ def load_config(environ: Optional[Mapping[str, str]] = None, **overrides: Any) -
     """
     if environ is None:
         environ = os.environ
-    defaults = ProfilerConfig()
-    values: Dict[str, Any] = {attr: _read(environ, attr, getattr(defaults, attr)) for attr in _VARIABLES}
+    values: "Dict[str, Any]" = {attr: _read(environ, attr, _DEFAULTS[attr]) for attr in _VARIABLES}
     tags = parse_tags(environ.get("DD_TAGS", ""))
     tags.update(parse_tags(environ.get("DD_PROFILING_TAGS", "")))
     extra_tags = overrides.pop("tags", None) or {}
     tags.update(extra_tags)
     values["tags"] = tags
-    unknown = set(overrides) - set(values)
+    unknown = set(overrides) - set(_DEFAULTS)
     if unknown:
         raise TypeError("unknown configuration option(s): %s" % ", ".join(sorted(unknown)))
     values.update({k: v for k, v in overrides.items() if v is not None})

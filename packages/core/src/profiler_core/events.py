@@ -9,22 +9,34 @@ so that stacks and labels hash as dictionary keys in the recorder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping, NamedTuple, Tuple, Union
+from collections import namedtuple
+
+TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
+if TYPE_CHECKING:
+    from typing import Mapping, Optional, Tuple, Union
 
 
-class Frame(NamedTuple):
-    """One Python frame: where the code is and, when known, the class it belongs to."""
+class Frame(namedtuple("Frame", "filename function lineno class_name", defaults=("",))):
+    """One Python frame: ``filename``, ``function``, ``lineno``, and ``class_name`` ("" when unknown)."""
 
-    filename: str
-    function: str
-    lineno: int
-    class_name: str = ""
+    __slots__ = ()
 
 
-Stack = Tuple[Frame, ...]
-LabelValue = Union[str, int]
-Labels = Tuple[Tuple[str, LabelValue], ...]
+if TYPE_CHECKING:
+    Stack = Tuple[Frame, ...]
+    LabelValue = Union[str, int]
+    Labels = Tuple[Tuple[str, LabelValue], ...]
+
+
+def __getattr__(name: str):
+    # The type aliases, for annotations elsewhere, without importing typing at start.
+    if name in ("Stack", "LabelValue", "Labels"):
+        from typing import Tuple, Union
+
+        aliases = {"Stack": Tuple[Frame, ...], "LabelValue": Union[str, int]}
+        aliases["Labels"] = Tuple[Tuple[str, aliases["LabelValue"]], ...]
+        return aliases[name]
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 # Sample types, with the names and units ddtrace uses, in the order they appear in a profile.
 SAMPLE_TYPES: Mapping[str, str] = {
@@ -76,7 +88,6 @@ def truncate_stack(stack: Stack, max_frames: int) -> Stack:
     return stack[:kept] + (omitted_frames_marker(len(stack) - kept),)
 
 
-@dataclass
 class Sample:
     """A typed sample record, for collectors that prefer names to tuples.
 
@@ -84,14 +95,27 @@ class Sample:
     ``Recorder.record(sample)`` does that conversion for you.
     """
 
-    stack: Stack
-    values: Mapping[str, int]
-    thread_id: int | None = None
-    thread_native_id: int | None = None
-    thread_name: str | None = None
-    task_id: int | None = None
-    task_name: str | None = None
-    labels: Labels = field(default_factory=tuple)
+    __slots__ = ("stack", "values", "thread_id", "thread_native_id", "thread_name", "task_id", "task_name", "labels")
+
+    def __init__(
+        self,
+        stack: "Stack",
+        values: Mapping[str, int],
+        thread_id: Optional[int] = None,
+        thread_native_id: Optional[int] = None,
+        thread_name: Optional[str] = None,
+        task_id: Optional[int] = None,
+        task_name: Optional[str] = None,
+        labels: Labels = (),
+    ) -> None:
+        self.stack = stack
+        self.values = values
+        self.thread_id = thread_id
+        self.thread_native_id = thread_native_id
+        self.thread_name = thread_name
+        self.task_id = task_id
+        self.task_name = task_name
+        self.labels = labels
 
     def labels_tuple(self) -> Labels:
         """All labels of the sample as ``(key, value)`` pairs, thread and task labels first."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import logging
 import os
 
+from profiler_core._log import get_logger
 from profiler_core.config import ProfilerConfig
 from profiler_core.interfaces import ExportedProfile, Exporter
 
-LOG = logging.getLogger("profiler_core.file_exporter")
+LOG = get_logger("profiler_core.file_exporter")
 
 
 def profile_path(prefix: str, pid: int, seq: int) -> str:

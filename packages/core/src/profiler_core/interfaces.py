@@ -8,11 +8,14 @@ implementing the matching interface below.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
-from typing import ClassVar, Dict, Tuple
+TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
+if TYPE_CHECKING:
+    from typing import ClassVar, Dict, Optional, Tuple
 
-from profiler_core.config import ProfilerConfig
-from profiler_core.recorder import Recorder
+
+if TYPE_CHECKING:
+    from profiler_core.config import ProfilerConfig
+    from profiler_core.recorder import Recorder
 
 
 class Collector(abc.ABC):
@@ -56,7 +59,6 @@ class Collector(abc.ABC):
         """Restart collection in a forked child; the default does nothing."""
 
 
-@dataclass(frozen=True)
 class ExportedProfile:
     """One encoded profile period, handed to every exporter.
 
@@ -64,13 +66,28 @@ class ExportedProfile:
     as their destination expects. ``seq`` counts profiles of this process from 0.
     """
 
-    pprof: bytes
-    start_ns: int
-    end_ns: int
-    seq: int
-    pid: int
-    tags: Dict[str, str] = field(default_factory=dict)
-    endpoint_counts: Dict[str, int] = field(default_factory=dict)
+    __slots__ = ("pprof", "start_ns", "end_ns", "seq", "pid", "tags", "endpoint_counts")
+
+    def __init__(
+        self,
+        pprof: bytes,
+        start_ns: int,
+        end_ns: int,
+        seq: int,
+        pid: int,
+        tags: Optional[Dict[str, str]] = None,
+        endpoint_counts: Optional[Dict[str, int]] = None,
+    ) -> None:
+        self.pprof = pprof
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.seq = seq
+        self.pid = pid
+        self.tags = dict(tags or {})
+        self.endpoint_counts = dict(endpoint_counts or {})
+
+    def __repr__(self) -> str:
+        return "ExportedProfile(seq=%d, pid=%d, %d bytes)" % (self.seq, self.pid, len(self.pprof))
 
 
 class Exporter(abc.ABC):

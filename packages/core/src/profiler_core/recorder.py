@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import _thread
 import time
-from dataclasses import dataclass
-from typing import Dict, Mapping, Tuple
+from profiler_core.events import truncate_stack
 
-from profiler_core.events import Labels, Sample, Stack, truncate_stack
+TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
+if TYPE_CHECKING:
+    from typing import Dict, Mapping, Tuple
 
+    from profiler_core.events import Labels, Sample, Stack
+
+    
 # A raw lock from _thread: the lock collector replaces threading.Lock, and the
 # recorder's own lock must never be profiled (it would record itself).
 _allocate_lock = _thread.allocate_lock
 
-SampleKey = Tuple[Stack, Labels]
 DEFAULT_MAX_KEYS = 65536
 
 
-@dataclass(frozen=True)
 class RecorderSnapshot:
     """What the recorder aggregated between two flushes.
 
@@ -25,10 +27,17 @@ class RecorderSnapshot:
     ``dropped`` counts pushes refused because the aggregate was full.
     """
 
-    start_ns: int
-    end_ns: int
-    samples: Mapping[SampleKey, Mapping[str, int]]
-    dropped: int
+    __slots__ = ("start_ns", "end_ns", "samples", "dropped")
+
+    def __init__(self, start_ns: int, end_ns: int, samples: Mapping[SampleKey, Mapping[str, int]], dropped: int) -> None:
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.samples = samples
+        self.dropped = dropped
+
+    def __repr__(self) -> str:
+        return "RecorderSnapshot(start_ns=%d, end_ns=%d, %d keys, dropped=%d)" % (
+            self.start_ns, self.end_ns, len(self.samples), self.dropped)
 
     @property
     def duration_ns(self) -> int:
@@ -62,7 +71,7 @@ class Recorder:
         self.max_frames = max_frames
         self.max_keys = max_keys
         self._lock = _allocate_lock()
-        self._data: Dict[SampleKey, Dict[str, int]] = {}
+        self._data: "Dict[SampleKey, Dict[str, int]]" = {}
         self._dropped = 0
         self._start_ns = time.time_ns()
 

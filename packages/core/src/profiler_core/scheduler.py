@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import _thread
-import logging
 import os
 import threading
 import time
-from typing import Callable, Dict, Optional, Sequence
+TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Optional, Sequence
 
+from profiler_core._log import get_logger
 from profiler_core.config import ProfilerConfig
 from profiler_core.interfaces import Collector, ExportedProfile, Exporter
 from profiler_core.recorder import Recorder
 
-LOG = logging.getLogger("profiler_core.scheduler")
+LOG = get_logger("profiler_core.scheduler")
 
 THREAD_NAME = "profiler-scheduler"
 
@@ -74,7 +76,11 @@ class Scheduler:
             wait = max(interval - (self._clock() - began), 0.0)
 
     def flush(self) -> Optional[ExportedProfile]:
-        """Snapshot collectors, take the recorder's aggregate, encode it and export it; never raises."""
+        """Snapshot collectors, take the recorder's aggregate, encode it and export it; never raises.
+
+        Returns the exported profile, or None when nothing was recorded (no profile
+        is made for an empty period) or the flush failed.
+        """
         try:
             with self._flush_lock:
                 return self._flush()
@@ -82,13 +88,15 @@ class Scheduler:
             LOG.exception("profile flush failed")
             return None
 
-    def _flush(self) -> ExportedProfile:
+    def _flush(self) -> Optional[ExportedProfile]:
         for collector in self.collectors:
             try:
                 collector.snapshot()
             except Exception:
                 LOG.exception("collector %s failed to snapshot", collector.name or type(collector).__name__)
         snapshot = self.recorder.flush()
+        if not snapshot.samples and not snapshot.dropped:
+            return None  # nothing was recorded: no profile (and no protobuf import in short programs)
         if snapshot.dropped:
             self.dropped_total += snapshot.dropped
             LOG.warning(

@@ -5,8 +5,15 @@ process with every installed collector; ``profiler-run python app.py`` does the
 same without code changes.
 """
 
-from profiler.core import Profiler
-
 __version__ = "0.1.0"
 
 __all__ = ["Profiler", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use, so that ``profiler-run`` (profiler.run) starts fast.
+    if name == "Profiler":
+        from profiler.core import Profiler
+
+        return Profiler
+    raise AttributeError("module 'profiler' has no attribute %r" % name)

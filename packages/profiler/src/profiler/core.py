@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import _thread
 import atexit
-import logging
 import os
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Type
+TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Type
 
+from profiler_core._log import get_logger
 from profiler_core.config import ProfilerConfig, load_config
 from profiler_core.interfaces import Collector, Exporter
 from profiler_core.recorder import Recorder
@@ -16,7 +18,7 @@ from profiler_core.scheduler import Scheduler
 
 from profiler import registry
 
-LOG = logging.getLogger("profiler")
+LOG = get_logger("profiler")
 
 EXIT_FLUSH_TIMEOUT = 5.0
 
