@@ -1,6 +1,7 @@
 """Ground truth: a()/b() burn CPU for 70/30 ms and c() sleeps 50 ms; shares checked against what was spent."""
 
 import threading
+import time
 
 import pytest
 
@@ -10,6 +11,9 @@ from profiler_stack.collector import StackCollector
 from workload import Truth, profile_shares
 
 ROUNDS = 40  # 40 x 150 ms = 6 s
+
+# The CPU-heavy tests of this package all live in this file: the suite runs with
+# --dist loadfile, so they run one after the other and do not skew each other's timing.
 
 
 def profile_run(main_works, worker_works):
@@ -85,3 +89,34 @@ def test_wall_time_total_matches_elapsed():
     truth, samples = profile_run(main_works=False, worker_works=True)
     _, totals = profile_shares(samples, "wall-time", "worker")
     assert sum(totals.values()) / 1e9 == pytest.approx(sum(truth.wall["worker"].values()), rel=0.05)
+
+
+def deep(n, event):
+    if n == 0:
+        event.wait()
+    else:
+        deep(n - 1, event)
+
+
+def test_adaptive_interval_keeps_overhead_under_budget_with_100_deep_threads():
+    release = threading.Event()
+    threads = [threading.Thread(target=deep, args=(60, release), name="deep-%d" % i) for i in range(100)]
+    for t in threads:
+        t.start()
+    recorder = Recorder()
+    collector = StackCollector(recorder, ProfilerConfig(max_time_usage_pct=1.0))
+    collector.start()
+    try:
+        wall0 = time.monotonic()
+        time.sleep(1.5)
+        wall = time.monotonic() - wall0
+    finally:
+        collector.stop()
+        release.set()
+        for t in threads:
+            t.join()
+    assert collector.interval > collector.min_interval  # it adapted
+    samples = recorder.flush().totals()["wall-samples"]
+    ticks = samples / 101
+    # fewer ticks than at the minimum interval: the budget slowed it down
+    assert ticks < 0.8 * wall / collector.min_interval

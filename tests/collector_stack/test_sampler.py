@@ -178,30 +178,6 @@ def test_next_interval():
     assert next_interval(50_000_000, 1.0, 0.01, 1.0) == 1.0  # capped
 
 
-def test_adaptive_interval_keeps_overhead_under_budget_with_100_deep_threads():
-    release = threading.Event()
-    threads = [threading.Thread(target=deep, args=(60, release), name="deep-%d" % i) for i in range(100)]
-    for t in threads:
-        t.start()
-    recorder = Recorder()
-    collector = StackCollector(recorder, ProfilerConfig(max_time_usage_pct=1.0))
-    collector.start()
-    try:
-        wall0 = time.monotonic()
-        time.sleep(1.5)
-        wall = time.monotonic() - wall0
-    finally:
-        collector.stop()
-        release.set()
-        for t in threads:
-            t.join()
-    assert collector.interval > collector.min_interval  # it adapted
-    samples = recorder.flush().totals()["wall-samples"]
-    ticks = samples / 101
-    # fewer ticks than at the minimum interval: the budget slowed it down
-    assert ticks < 0.8 * wall / collector.min_interval
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_keeps_sampling_in_a_forked_child(tmp_path):
     recorder = Recorder()
