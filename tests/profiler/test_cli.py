@@ -87,3 +87,19 @@ def test_main_prints_and_rejects_missing_files_and_types(known, capsys):
     assert main(["top", "/no/such.pprof"]) == 2
     with pytest.raises(SystemExit, match="no 'alloc-space' samples"):
         main(["top", known, "--type", "alloc-space"])
+
+
+def test_reads_zstd_profiles_as_ddtrace_writes_them(known, tmp_path):
+    zstandard = pytest.importorskip("zstandard", reason="zstandard not installed")
+    raw = gzip.decompress(open(known, "rb").read())
+    path = tmp_path / "dd.pprof"
+    path.write_bytes(zstandard.ZstdCompressor().compress(raw))
+    rows = {key.split()[0]: flat for key, flat, _c in top(load([str(path)]), "cpu-time")}
+    assert rows["query"] == 600_000_000
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.pprof"
+    bad.write_bytes(b"\x1f\x8b" + b"not gzip at all")
+    assert main(["top", str(bad)]) == 2
+    assert "cannot read profile" in capsys.readouterr().err

@@ -130,7 +130,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if missing:
         sys.stderr.write("profiler: no such file: %s\n" % ", ".join(missing))
         return 2
-    profiles = load(args.files)
+    from google.protobuf.message import DecodeError
+
+    try:
+        profiles = load(args.files)
+    except (ValueError, OSError, EOFError, DecodeError) as exc:
+        sys.stderr.write("profiler: cannot read profile: %s\n" % exc)
+        return 2
     by = "thread name" if args.by == "thread" else args.by
     print_top(profiles, choose_type(profiles, args.type), by, args.limit)
     return 0

@@ -33,10 +33,30 @@ class ProfileSet:
         return list(self.units)
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def zstd_decompress(data: bytes) -> bytes:
+    """Decompress zstd (ddtrace writes its pprof files so) with the standard library (3.14+) or ``zstandard``."""
+    try:
+        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+
+        return zstd.decompress(data)
+    except ImportError:
+        pass
+    try:
+        import zstandard
+    except ImportError:
+        raise ValueError("this profile is zstd-compressed: pip install zstandard (or use Python 3.14+)") from None
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+
+
 def decode_file(data: bytes):
-    """Parse pprof bytes, gzip-compressed or not."""
+    """Parse pprof bytes: gzip-compressed (ours, Go's), zstd-compressed (ddtrace's) or raw."""
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
+    elif data[:4] == ZSTD_MAGIC:
+        data = zstd_decompress(data)
     return profile_pb2.Profile.FromString(data)
 
 

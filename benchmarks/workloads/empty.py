@@ -1,0 +1,1 @@
+"""An empty program: what a launcher adds to it is its startup cost."""
