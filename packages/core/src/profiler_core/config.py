@@ -70,6 +70,8 @@ _DEFAULTS: "Dict[str, Any]" = {
     "agent_port": 8126,
     "api_key": None,
     "site": "datadoghq.com",
+    "agentless": False,
+    "upload_compression": "gzip",
     "max_keys": 65536,
 }
 _SECRET = ("api_key",)
@@ -146,6 +148,8 @@ _VARIABLES: "Dict[str, tuple]" = {
     "agent_port": ("DD_TRACE_AGENT_PORT", int, lambda v: 0 < v < 65536),
     "api_key": ("DD_API_KEY", str, None),
     "site": ("DD_SITE", str, None),
+    "agentless": ("DD_PROFILING_AGENTLESS", parse_bool, None),
+    "upload_compression": ("DD_PROFILING_UPLOAD_COMPRESSION", str, None),
     "max_keys": ("DD_PROFILING_MAX_KEYS", int, _positive),
 }
 

@@ -1,7 +1,3 @@
-"""profiler-exporter-agent: Upload of profiles to a Datadog agent (not yet built).
-
-This distribution installs but registers no entry point yet, so the profiler
-runs without it exactly as if it were not installed.
-"""
+"""profiler-exporter-agent: upload profiles to a Datadog agent or intake, wire-compatible with ddtrace."""
 
 __version__ = "0.1.0"

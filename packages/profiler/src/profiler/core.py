@@ -45,7 +45,9 @@ class Profiler:
         exporters: Optional[Sequence[Type[Exporter]]] = None,
         **options: Any,
     ) -> None:
-        self.config: ProfilerConfig = load_config(
+        if api_key and not url:
+            options.setdefault("agentless", True)  # a key given in code means: send to the intake directly
+        self.config: "ProfilerConfig" = load_config(
             env=env, service=service, version=version, tags=tags, agent_url=url, api_key=api_key, **options
         )
         self._collector_classes = list(collectors) if collectors is not None else None
