@@ -190,6 +190,7 @@ cdef class StackSampler:
     cdef pthread_mutex_t stop_mutex  # with stop_cond: wakes the sleeping sampler at once on stop
     cdef pthread_cond_t stop_cond
     cdef public set ignored
+    cdef public object task_hook  # called as task_hook(push, wall_ns, {ident: thread labels}, max_frames)
     cdef public long long ran_threshold_ns
     cdef public long long blocked_threshold_ns
 
@@ -201,6 +202,7 @@ cdef class StackSampler:
         self.max_codes = max_codes
         self.ignore_profiler = ignore_profiler
         self.ignored = set()
+        self.task_hook = None
         self.ran_threshold_ns = 50000
         self.wake_clocks = NULL
         self.wake_readings = NULL
@@ -466,6 +468,9 @@ cdef class StackSampler:
             state.last_stack = stack
             state.last_sample_ns = now
             pushed += 1
+        if self.task_hook is not None and "asyncio.tasks" in sys.modules:
+            thread_labels = {ident: (<_ThreadState>state).labels for ident, _n, _t, _f, state, _d, _r, _w, _p, _c in taken}
+            pushed += self.task_hook(self.push, wall, thread_labels, self.max_frames)
         return pushed
 
     cdef _push_values(self, tuple stack, tuple labels, long long wall, long long cpu):

@@ -13,6 +13,7 @@ from profiler_core.interfaces import Collector
 from profiler_core.recorder import Recorder
 
 from profiler_stack._sampler import StackSampler, next_interval  # noqa: F401 (re-exported)
+from profiler_stack.tasks import sample_tasks
 
 LOG = get_logger("profiler_stack")
 
@@ -25,7 +26,8 @@ class StackCollector(Collector):
     """Samples all threads' Python stacks every interval (10 ms by default, adaptive).
 
     Records ``wall-time``/``wall-samples`` and ``cpu-time``/``cpu-samples`` per
-    thread with thread labels. The sampling interval grows when a tick costs
+    thread with thread labels, and ``wall-time`` for each suspended asyncio task,
+    where it awaits, with ``task id`` / ``task name`` labels. The sampling interval grows when a tick costs
     more than ``DD_PROFILING_MAX_TIME_USAGE_PCT`` percent of the interval.
     """
 
@@ -36,6 +38,7 @@ class StackCollector(Collector):
         super().__init__(recorder, config)
         self.min_interval = min_interval
         self.sampler = StackSampler(recorder.push, config.max_frames, config.ignore_profiler)
+        self.sampler.task_hook = sample_tasks
         self._thread: Optional[threading.Thread] = None
 
     @classmethod
