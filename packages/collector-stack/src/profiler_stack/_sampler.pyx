@@ -24,6 +24,17 @@ cdef extern from "Python.h":
     void Py_DECREF_code "Py_DECREF" (PyCodeObject* o)
     object PyLong_FromVoidPtr(void* p)
 
+cdef extern from *:
+    """
+    #if PY_VERSION_HEX >= 0x030B0000
+    static int profiler_frame_lasti(PyFrameObject *f) { return PyFrame_GetLasti(f); }
+    #else
+    #include "frameobject.h"
+    static int profiler_frame_lasti(PyFrameObject *f) { return f->f_lasti; }
+    #endif
+    """
+    int profiler_frame_lasti(PyFrameObject* f)
+
 cdef extern from "<time.h>" nogil:
     ctypedef int clockid_t
     cdef struct timespec:
@@ -126,7 +137,7 @@ cdef class _ThreadState:
 
 
 cdef class _CodeInfo:
-    """What a code object contributes to a frame, and the Frame tuples already made for it by line."""
+    """What a code object contributes to a frame, and the Frame tuples already made for it by instruction offset."""
     cdef object code  # a strong reference keeps id(code) from being reused while cached
     cdef str filename
     cdef str name
@@ -535,7 +546,7 @@ cdef class StackSampler:
         cdef PyCodeObject* code
         cdef Py_ssize_t depth = 0
         cdef _CodeInfo info
-        cdef int lineno
+        cdef int lineno, lasti
         Py_INCREF(frame)
         while f != NULL:
             if depth < self.max_frames:
@@ -546,11 +557,13 @@ cdef class StackSampler:
                     info = self._code_info(<object>code)
                     self.codes[key] = info
                 Py_DECREF_code(code)
-                lineno = PyFrame_GetLineNumber(f)
-                fr = info.frames.get(lineno)
+                # By instruction offset: mapping it to a line scans the line table, so once per offset.
+                lasti = profiler_frame_lasti(f)
+                fr = info.frames.get(lasti)
                 if fr is None:
+                    lineno = PyFrame_GetLineNumber(f)
                     fr = Frame(info.filename, info.name, lineno, info.class_name)
-                    info.frames[lineno] = fr
+                    info.frames[lasti] = fr
                 out.append(fr)
             depth += 1
             back = PyFrame_GetBack(f)
