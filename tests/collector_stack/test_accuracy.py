@@ -8,7 +8,7 @@ import pytest
 from profiler_core.config import ProfilerConfig
 from profiler_core.recorder import Recorder
 from profiler_stack.collector import StackCollector
-from workload import Truth, profile_shares
+from workload import Truth, deep, profile_shares
 
 ROUNDS = 40  # 40 x 150 ms = 6 s
 
@@ -89,13 +89,6 @@ def test_wall_time_total_matches_elapsed():
     truth, samples = profile_run(main_works=False, worker_works=True)
     _, totals = profile_shares(samples, "wall-time", "worker")
     assert sum(totals.values()) / 1e9 == pytest.approx(sum(truth.wall["worker"].values()), rel=0.05)
-
-
-def deep(n, event):
-    if n == 0:
-        event.wait()
-    else:
-        deep(n - 1, event)
 
 
 def test_adaptive_interval_keeps_overhead_under_budget_with_100_deep_threads():

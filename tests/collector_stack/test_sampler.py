@@ -9,6 +9,8 @@ from profiler_core.config import ProfilerConfig
 from profiler_core.recorder import Recorder
 from profiler_stack._sampler import StackSampler
 from profiler_stack.collector import THREAD_NAME, StackCollector, next_interval
+from waiting import wait_until
+from workload import deep
 
 
 class Pushes:
@@ -20,15 +22,6 @@ class Pushes:
 
     def for_thread(self, name):
         return [(s, v) for s, labels, v in self.items if labels.get("thread name") == name]
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def parked(event):
@@ -78,13 +71,6 @@ def test_the_calling_thread_is_sampled_with_its_name():
     stack, values = mine[0]
     assert values["wall-samples"] == 1
     assert any(f.function.endswith("test_the_calling_thread_is_sampled_with_its_name") for f in stack)
-
-
-def deep(n, event):
-    if n == 0:
-        event.wait()
-    else:
-        deep(n - 1, event)
 
 
 def test_max_frames_keeps_innermost_and_marks_omitted():

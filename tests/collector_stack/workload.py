@@ -25,6 +25,14 @@ def c():
     time.sleep(C_SECONDS)
 
 
+def deep(n, event):
+    """Recurse ``n`` calls deep, then wait for ``event``: a thread with a known stack depth."""
+    if n == 0:
+        event.wait()
+    else:
+        deep(n - 1, event)
+
+
 class Truth:
     """Wall and CPU seconds actually spent in a, b and c, per thread name."""
 

@@ -14,6 +14,7 @@ from profiler_core.events import Frame
 from profiler_core.interfaces import ExportedProfile
 from profiler_core.pprof import encode_profile
 from profiler_core.recorder import Recorder
+from waiting import wait_until
 
 
 def make_profile(seq=0, tags=None):
@@ -116,7 +117,7 @@ def test_agent_down_keeps_a_bounded_queue_without_duplicates(caplog):
     with caplog.at_level(logging.WARNING, logger="profiler_agent"):
         for seq in range(6):
             exp.export(make_profile(seq))
-        assert _wait(lambda: exp.dropped >= 3 and "cannot upload" in caplog.text)
+        assert wait_until(lambda: exp.dropped >= 3 and "cannot upload" in caplog.text)
     assert "cannot upload to %s" % down.url in caplog.text
     # The agent comes back on the same port: what still waits arrives, once each, oldest first.
     back = FakeAgent(port=port)
@@ -130,15 +131,6 @@ def test_agent_down_keeps_a_bounded_queue_without_duplicates(caplog):
         assert seqs == sorted(set(seqs)) and seqs[-1] == 6  # no duplicate, oldest first, the newest arrived
     finally:
         back.close()
-
-
-def _wait(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_slow_agent_times_out_and_stop_is_bounded():

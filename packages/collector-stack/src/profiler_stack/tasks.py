@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from profiler_core.events import TASK_ID, TASK_NAME, Frame
+from profiler_core.events import TASK_ID, TASK_NAME, Frame, truncate_stack
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,10 +54,7 @@ def task_stack(task: object, max_frames: int) -> "Tuple[Frame, ...]":
         owner = name.rsplit(".", 2)[-2] if name.count(".") else ""
         frames.append(Frame(code.co_filename, name, frame.f_lineno or 0, "" if owner == "<locals>" else owner))
     frames.reverse()
-    if len(frames) > max_frames:
-        kept = max_frames - 1
-        frames = frames[:kept] + [Frame("", "<%d frames omitted>" % (len(frames) - kept), 0)]
-    return tuple(frames)
+    return truncate_stack(tuple(frames), max_frames)
 
 
 def sample_tasks(
