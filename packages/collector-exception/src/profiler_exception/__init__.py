@@ -1,7 +1,3 @@
-"""profiler-collector-exception: Raised-exception collector (not yet built).
-
-This distribution installs but registers no entry point yet, so the profiler
-runs without it exactly as if it were not installed.
-"""
+"""profiler-collector-exception: which code raises what, how often."""
 
 __version__ = "0.1.0"

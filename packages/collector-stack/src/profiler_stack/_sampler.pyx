@@ -69,12 +69,6 @@ cdef extern from "<pthread.h>" nogil:
 cdef object _current_frames = sys._current_frames
 cdef bint _HAS_QUALNAME = sys.version_info >= (3, 11)
 
-# Dead time a contended GIL round trip (running thread -> sampler -> running thread) costs the
-# program, measured on the benchmark machine (benchmarks/bench.py, CPU-bound threads); and the
-# GIL wait above which the GIL is taken to have been held by a running thread.
-cdef long long GIL_HANDOFF_NS = 100000
-cdef long long GIL_CONTENDED_NS = 200000
-
 cdef str THREAD_ID = "thread id"
 cdef str THREAD_NATIVE_ID = "thread native id"
 cdef str THREAD_NAME = "thread name"
@@ -201,7 +195,6 @@ cdef class StackSampler:
     cdef public double interval
     cdef public long long errors
     cdef long long last_cost
-    cdef long long last_gil_wait
     cdef unsigned long long tick
     cdef bint ignore_profiler
     cdef bint stop_requested
@@ -315,12 +308,7 @@ cdef class StackSampler:
                     if self.wake_clocks[i] != -1 and self.sample_cpu[i] >= 0:
                         self.idle_after[i] = _clock_ns(self.wake_clocks[i]) - self.sample_cpu[i] < self.blocked_threshold_ns
                 if self.last_cost > 0:
-                    # Taking the GIL from a running thread also costs the program the two
-                    # handoffs (it waits for the sampler, then for its turn back): count them.
-                    self.interval = _next_interval(
-                        self.last_cost + (GIL_HANDOFF_NS if self.last_gil_wait > GIL_CONTENDED_NS else 0),
-                        max_time_usage_pct, min_interval, max_interval,
-                    )
+                    self.interval = _next_interval(self.last_cost, max_time_usage_pct, min_interval, max_interval)
 
     cdef void _sleep_until(self, long long deadline) noexcept nogil:
         cdef timespec ts
@@ -372,7 +360,6 @@ cdef class StackSampler:
         cdef Py_ssize_t i
         cdef long long began, next_start, weight, span = self.wake_span
         began = _monotonic_ns()
-        self.last_gil_wait = began - self.wake_time
         try:
             states = self.wake_states
             for i in range(self.wake_n):

@@ -1,0 +1,195 @@
+# cython: language_level=3
+"""The fast paths of exception sampling, in C.
+
+``Countdown`` decides, for each raised exception, whether it is sampled: a
+geometric countdown (Poisson sampling), decremented in C. Before 3.12 the
+exceptions are seen by a hook installed in the ``tp_new`` slot of every
+exception type that uses a C constructor, chaining to the original one.
+"""
+
+cdef extern from *:
+    """
+    #define PROF_TABLE 4096
+    static PyTypeObject *prof_types[PROF_TABLE];
+    static newfunc prof_orig[PROF_TABLE];
+    static Py_ssize_t prof_countdown = 1;
+    static PyObject *prof_on_sample = NULL;  /* callable(type) -> next countdown */
+    static int prof_busy = 0;
+
+    static PyObject *prof_hook_new(PyTypeObject *t, PyObject *a, PyObject *k);
+
+    static Py_ssize_t prof_slot(PyTypeObject *t) { return (Py_ssize_t)(((uintptr_t)t >> 4) % PROF_TABLE); }
+
+    static newfunc prof_lookup(PyTypeObject *t) {
+        Py_ssize_t i = prof_slot(t);
+        for (int n = 0; n < PROF_TABLE; n++) {
+            PyTypeObject *key = prof_types[i];
+            if (key == t) return prof_orig[i];
+            if (key == NULL) return NULL;
+            i = (i + 1) % PROF_TABLE;
+        }
+        return NULL;
+    }
+
+    static int prof_remember(PyTypeObject *t, newfunc orig) {
+        Py_ssize_t i = prof_slot(t);
+        for (int n = 0; n < PROF_TABLE; n++) {
+            if (prof_types[i] == NULL || prof_types[i] == t) { prof_types[i] = t; prof_orig[i] = orig; return 0; }
+            i = (i + 1) % PROF_TABLE;
+        }
+        return -1;
+    }
+
+    static void prof_forget_all(void) {
+        memset(prof_types, 0, sizeof(prof_types));
+        memset(prof_orig, 0, sizeof(prof_orig));
+    }
+
+    /* The constructor to call for t: its own original, or (for a type created after patching,
+       which inherited the hook) that of the nearest base in its MRO. */
+    static newfunc prof_original(PyTypeObject *t) {
+        newfunc f = prof_lookup(t);
+        if (f != NULL) return f;
+        PyObject *mro = t->tp_mro;
+        if (mro == NULL) return NULL;
+        for (Py_ssize_t i = 1; i < PyTuple_GET_SIZE(mro); i++) {
+            PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+            if (base->tp_new != prof_hook_new) return base->tp_new;
+            f = prof_lookup(base);
+            if (f != NULL) return f;
+        }
+        return NULL;
+    }
+
+    static PyObject *prof_hook_new(PyTypeObject *t, PyObject *a, PyObject *k) {
+        newfunc orig = prof_original(t);
+        if (orig == NULL) {
+            PyErr_SetString(PyExc_SystemError, "profiler: lost the original constructor of an exception type");
+            return NULL;
+        }
+        PyObject *r = orig(t, a, k);
+        if (r != NULL && --prof_countdown <= 0 && prof_on_sample != NULL && !prof_busy) {
+            prof_busy = 1;
+            PyObject *next = PyObject_CallOneArg(prof_on_sample, (PyObject *)t);
+            if (next != NULL) {
+                prof_countdown = PyLong_AsSsize_t(next);
+                Py_DECREF(next);
+            }
+            if (PyErr_Occurred()) PyErr_Clear();  /* ours, never the program's: r is a success */
+            if (prof_countdown <= 0) prof_countdown = 1;
+            prof_busy = 0;
+        }
+        return r;
+    }
+
+    static int prof_is_hooked(PyTypeObject *t) { return t->tp_new == prof_hook_new; }
+    static int prof_install(PyTypeObject *t) {
+        if (t->tp_new == NULL || t->tp_new == prof_hook_new) return 0;
+        if (prof_remember(t, t->tp_new) < 0) return -1;
+        t->tp_new = prof_hook_new;
+        PyType_Modified(t);
+        return 1;
+    }
+    static void prof_uninstall(PyTypeObject *t) {
+        if (t->tp_new != prof_hook_new) return;
+        newfunc orig = prof_original(t);
+        if (orig != NULL) { t->tp_new = orig; PyType_Modified(t); }
+    }
+    static void prof_set_callback(PyObject *cb, Py_ssize_t countdown) {
+        Py_XINCREF(cb);
+        Py_XSETREF(prof_on_sample, cb);
+        prof_countdown = countdown > 0 ? countdown : 1;
+    }
+    """
+    int prof_install(type t) except -1
+    void prof_uninstall(type t)
+    int prof_is_hooked(type t)
+    void prof_set_callback(object cb, Py_ssize_t countdown)
+    void prof_forget_all()
+
+
+def install(types, on_sample, Py_ssize_t first_countdown):
+    """Hook the C constructors of ``types``; ``on_sample(type)`` runs for sampled ones and returns the next countdown.
+
+    Returns the types actually hooked.
+    """
+    hooked = []
+    prof_set_callback(on_sample, first_countdown)
+    for t in types:
+        if prof_install(t) == 1:
+            hooked.append(t)
+    return hooked
+
+
+def uninstall(types):
+    """Give ``types`` (and any type that inherited the hook) their constructors back; stop sampling."""
+    prof_set_callback(None, 1)
+    for t in types:
+        prof_uninstall(t)
+    prof_forget_all()
+
+
+def is_hooked(type t):
+    """Whether ``t``'s constructor is the sampling hook."""
+    return bool(prof_is_hooked(t))
+
+
+cdef class Countdown:
+    """Poisson sampling of events: ``tick()`` is True for about one event in ``mean``."""
+
+    cdef public Py_ssize_t remaining
+    cdef object draw
+
+    def __init__(self, draw):
+        self.draw = draw
+        self.remaining = draw()
+
+    def tick(self):
+        """Count one event; True when it is to be sampled (and the next gap is drawn)."""
+        self.remaining -= 1
+        if self.remaining > 0:
+            return False
+        self.remaining = self.draw()
+        return True
+
+
+cdef Py_ssize_t _raise_countdown = 1
+cdef object _raise_record = None
+cdef tuple _CONTROL_FLOW = (StopIteration, StopAsyncIteration, GeneratorExit)
+
+
+def set_raise_sampling(record, Py_ssize_t countdown):
+    """Arm (``record`` callable(type) -> next countdown) or disarm (None) :func:`on_raise`."""
+    global _raise_record, _raise_countdown
+    _raise_record = record
+    _raise_countdown = countdown if countdown > 0 else 1
+
+
+def on_raise(code, offset, exc):
+    """``sys.monitoring`` RAISE callback: counts down in C, calls the recorder for sampled exceptions."""
+    global _raise_countdown
+    _raise_countdown -= 1
+    if _raise_countdown > 0 or _raise_record is None:
+        return None
+    if isinstance(exc, _CONTROL_FLOW):
+        _raise_countdown = 1  # control flow, not an error: the sample goes to the next exception
+        return None
+    try:
+        _raise_countdown = _raise_record(type(exc))
+    except Exception:
+        _raise_countdown = 1000
+    return None
+
+
+cdef extern from *:
+    """
+    static void prof_set_countdown(Py_ssize_t n) { prof_countdown = n > 0 ? n : 1; }
+    """
+    void prof_set_countdown(Py_ssize_t n)
+
+
+def set_countdown(Py_ssize_t countdown):
+    """Events until the next sample, for both the constructor hook and the RAISE callback."""
+    global _raise_countdown
+    prof_set_countdown(countdown)
+    _raise_countdown = countdown if countdown > 0 else 1

@@ -1,0 +1,157 @@
+import sys
+import threading
+import traceback
+
+import pytest
+
+from profiler_core.config import ProfilerConfig
+from profiler_core.recorder import Recorder
+from profiler_exception import _native
+from profiler_exception.collector import HAS_MONITORING, ExceptionCollector, type_name
+
+
+def f():
+    try:
+        raise ValueError("bad value")
+    except ValueError:
+        pass
+
+
+def g():
+    try:
+        raise KeyError("missing")
+    except KeyError:
+        pass
+
+
+class AppError(Exception):
+    pass
+
+
+class CustomNew(Exception):
+    def __new__(cls, *args):
+        return super().__new__(cls, *args)
+
+
+def counts(samples):
+    out = {}
+    for (stack, labels), values in samples.items():
+        d = dict(labels)
+        key = (d["exception type"], stack[0].function if stack else "")
+        out[key] = out.get(key, 0) + values["exception-samples"]
+    return out
+
+
+@pytest.fixture
+def collector():
+    recorder = Recorder()
+    c = ExceptionCollector(recorder, ProfilerConfig(exception_enabled=True))
+    c.start()
+    yield c
+    c.stop()
+
+
+def test_counts_per_type_and_stack_within_15_percent(collector):
+    rounds = 12
+    for _ in range(rounds):
+        for _ in range(3000):
+            f()
+        for _ in range(1000):
+            g()
+    got = counts(collector.recorder.flush().samples)
+    assert got.get(("builtins.ValueError", "f"), 0) == pytest.approx(3000 * rounds, rel=0.15), got
+    assert got.get(("builtins.KeyError", "g"), 0) == pytest.approx(1000 * rounds, rel=0.15), got
+
+
+def test_labels_threads_and_user_types(collector):
+    collector.set_interval(1)  # record every exception
+
+    def worker():
+        for _ in range(200):
+            try:
+                raise AppError()
+            except AppError:
+                pass
+
+    t = threading.Thread(target=worker, name="raiser")
+    t.start()
+    t.join()
+    for _ in range(50):
+        try:
+            raise CustomNew("x")
+        except CustomNew:
+            pass
+    samples = collector.recorder.flush().samples
+    by_type = {}
+    for (stack, labels), values in samples.items():
+        d = dict(labels)
+        by_type.setdefault(d["exception type"], []).append((d, values["exception-samples"], stack))
+    app = by_type["%s.AppError" % __name__]
+    assert {d["thread name"] for d, _n, _s in app} == {"raiser"}
+    assert sum(n for _d, n, _s in app) == pytest.approx(200, abs=3)
+    # a __new__ written in Python is counted once, not twice
+    assert sum(n for _d, n, _s in by_type["%s.CustomNew" % __name__]) == pytest.approx(50, abs=3)
+
+
+def test_control_flow_exceptions_are_not_counted(collector):
+    collector.set_interval(1)
+
+    def gen():
+        yield 1
+        return 2
+
+    for _ in range(100):
+        list(gen())
+        try:
+            raise StopIteration
+        except StopIteration:
+            pass
+    names = {dict(labels)["exception type"] for (_s, labels) in collector.recorder.flush().samples}
+    assert "builtins.StopIteration" not in names and "builtins.GeneratorExit" not in names
+
+
+def test_exception_semantics_are_unchanged(collector):
+    collector.set_interval(1)
+    try:
+        raise ValueError("kept", 42)
+    except ValueError as exc:
+        assert exc.args == ("kept", 42)
+        assert sys.exc_info()[1] is exc
+        tb = traceback.format_exc()
+    assert "raise ValueError" in tb and "test_exception_semantics_are_unchanged" in tb
+    assert str(OSError(2, "No such file")) == "[Errno 2] No such file"
+    assert isinstance(OSError(2, "x"), FileNotFoundError)  # OSError's own constructor still picks the subclass
+    e = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad")
+    assert e.start == 0
+
+
+@pytest.mark.skipif(HAS_MONITORING, reason="the constructor hook is the path for CPython before 3.12")
+def test_hook_is_removed_on_stop_including_types_created_meanwhile():
+    recorder = Recorder()
+    c = ExceptionCollector(recorder, ProfilerConfig(exception_enabled=True))
+    c.start()
+    assert _native.is_hooked(ValueError)
+
+    class Late(ValueError):
+        pass
+
+    assert _native.is_hooked(Late)  # inherited while profiling
+    c.stop()
+    assert not _native.is_hooked(ValueError) and not _native.is_hooked(Late)
+    assert Late("x").args == ("x",)
+
+
+@pytest.mark.skipif(not HAS_MONITORING, reason="sys.monitoring exists from CPython 3.12")
+def test_monitoring_tool_is_released_on_stop():
+    recorder = Recorder()
+    c = ExceptionCollector(recorder, ProfilerConfig(exception_enabled=True))
+    c.start()
+    tool = c._tool
+    assert sys.monitoring.get_tool(tool) == "profiler-exceptions"
+    c.stop()
+    assert sys.monitoring.get_tool(tool) is None
+
+
+def test_type_name():
+    assert type_name(ValueError) == "builtins.ValueError"
+    assert type_name(AppError) == "%s.AppError" % __name__
