@@ -100,8 +100,13 @@ def configs_for(python, script_args, out_dir, stack_only=True):
 
 
 def summarize(results, base="plain"):
+    """{name: (median, ratio of medians to base, interquartile range as % of the median)}."""
     med = {name: statistics.median(values) for name, values in results.items()}
-    return {name: (m, m / med[base]) for name, m in med.items()}
+    out = {}
+    for name, values in results.items():
+        q = statistics.quantiles(values, n=4) if len(values) >= 2 else [values[0]] * 3
+        out[name] = (med[name], med[name] / med[base], 100.0 * (q[2] - q[0]) / med[name])
+    return out
 
 
 def bench_startup(python, reps, out_dir):
@@ -146,17 +151,21 @@ def write_results(path, startup, cpu, ticks, reps):
         "|---|---|---|",
     ]
     plain = startup["plain"][0]
-    for name, (m, _ratio) in startup.items():
+    for name, (m, _ratio, _iqr) in startup.items():
         lines.append("| %s | %.1f ms | %+.1f ms |" % (name, m * 1e3, (m - plain) * 1e3))
     lines += [
         "",
         "## CPU-bound recursive calls, 5 threads (stack collector only)",
         "",
-        "| run | median work time | ratio to plain |",
-        "|---|---|---|",
+        "| run | median work time | ratio to plain | spread (IQR) |",
+        "|---|---|---|---|",
     ]
-    for name, (m, ratio) in cpu.items():
-        lines.append("| %s | %.3f s | %.3fx |" % (name, m, ratio))
+    for name, (m, ratio, iqr) in cpu.items():
+        lines.append("| %s | %.3f s | %.3fx | %.1f%% |" % (name, m, ratio, iqr))
+    lines += [
+        "",
+        "Ratios within the spread are not distinguishable from noise on this machine.",
+    ]
     lines += ["", "## Stack sampler: cost of one tick", "", "| threads | depth | tick |", "|---|---|---|"]
     for row in ticks:
         lines.append("| %d | %d | %.0f µs |" % (row["threads"], row["depth"], row["tick_us"]))
@@ -172,7 +181,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
     args = parser.parse_args()
-    reps = args.reps or (2 if args.quick else 9)
+    reps = args.reps or (2 if args.quick else 15)
     python = ensure_env()
     with tempfile.TemporaryDirectory() as out_dir:
         startup = bench_startup(python, reps * 2, out_dir)

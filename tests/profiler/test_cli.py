@@ -103,3 +103,27 @@ def test_corrupt_file_is_a_clear_error(tmp_path, capsys):
     bad.write_bytes(b"\x1f\x8b" + b"not gzip at all")
     assert main(["top", str(bad)]) == 2
     assert "cannot read profile" in capsys.readouterr().err
+
+
+def test_collapsed_export(known, capsys):
+    assert main(["collapsed", known, "--type", "cpu-time"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "main (/app/main.py);handle (/app/web.py);query (/app/db.py) 600000000"
+    assert "main (/app/main.py) 100000000" in lines
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in lines) == 1_000_000_000
+
+
+def test_speedscope_export(known, tmp_path):
+    import json
+
+    out = tmp_path / "p.speedscope.json"
+    assert main(["speedscope", known, "-o", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["$schema"].endswith("file-format-schema.json")
+    by_name = {p["name"].rsplit(" ", 1)[1]: p for p in doc["profiles"]}
+    assert set(by_name) == {"cpu-time", "wall-time"}
+    cpu = by_name["cpu-time"]
+    assert cpu["unit"] == "nanoseconds" and cpu["endValue"] == 1_000_000_000 == sum(cpu["weights"])
+    frames = doc["shared"]["frames"]
+    heaviest = cpu["samples"][cpu["weights"].index(600_000_000)]
+    assert [frames[i]["name"] for i in heaviest] == ["main", "handle", "query"]  # root first

@@ -1,7 +1,8 @@
 """The ``profiler`` command: look at profiles locally, without an agent.
 
 ``profiler top FILE... [--type T] [--by function|line|file|thread|LABEL] [--limit N]``
-prints flat and cumulative totals, like ``go tool pprof -top``.
+prints flat and cumulative totals, like ``go tool pprof -top``;
+``profiler collapsed`` and ``profiler speedscope`` export for other viewers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from profiler.exports import collapsed, speedscope, write_json
 from profiler.pprof_reader import ProfileSample, ProfileSet, load
 
 PREFERRED_TYPES = ("cpu-time", "wall-time", "alloc-space", "heap-space", "lock-acquire-wait", "exception-samples")
@@ -120,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_top.add_argument("--type", help="sample type, e.g. cpu-time, wall-time, alloc-space (default: first with data)")
     p_top.add_argument("--by", default="function", help="function (default), line, file, thread, or any label key")
     p_top.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
+    p_col = sub.add_parser("collapsed", help="collapsed stacks (root;...;leaf value) for flamegraph.pl, inferno...")
+    p_col.add_argument("files", nargs="+")
+    p_col.add_argument("--type", help="sample type (default: first with data)")
+    p_col.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p_ss = sub.add_parser("speedscope", help="speedscope JSON, one profile per sample type")
+    p_ss.add_argument("files", nargs="+")
+    p_ss.add_argument("--type", action="append", help="sample type(s) to include (default: all with data)")
+    p_ss.add_argument("-o", "--output", required=True, help="file to write")
     return parser
 
 
@@ -137,8 +147,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, OSError, EOFError, DecodeError) as exc:
         sys.stderr.write("profiler: cannot read profile: %s\n" % exc)
         return 2
-    by = "thread name" if args.by == "thread" else args.by
-    print_top(profiles, choose_type(profiles, args.type), by, args.limit)
+    if args.command == "top":
+        by = "thread name" if args.by == "thread" else args.by
+        print_top(profiles, choose_type(profiles, args.type), by, args.limit)
+    elif args.command == "collapsed":
+        lines = collapsed(profiles, choose_type(profiles, args.type))
+        text = "\n".join(lines) + ("\n" if lines else "")
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            sys.stdout.write(text)
+    else:
+        types = args.type or [t for t in profiles.types() if any(s.values.get(t) for s in profiles.samples)]
+        for t in types:
+            choose_type(profiles, t)  # rejects unknown types with a clear message
+        write_json(speedscope(profiles, types, os.path.basename(args.files[0])), args.output)
     return 0
 
 
