@@ -155,3 +155,31 @@ def test_monitoring_tool_is_released_on_stop():
 def test_type_name():
     assert type_name(ValueError) == "builtins.ValueError"
     assert type_name(AppError) == "%s.AppError" % __name__
+
+
+def test_messages_when_asked_truncated_and_without_running_program_code():
+    recorder = Recorder()
+    c = ExceptionCollector(recorder, ProfilerConfig(exception_enabled=True, exception_collect_message=True))
+    c.start()
+    c.set_interval(1)
+
+    class Loud(Exception):
+        def __str__(self):
+            raise AssertionError("the profiler must not call __str__")
+
+    try:
+        for text in ("short", "x" * 500):
+            try:
+                raise ValueError(text)
+            except ValueError:
+                pass
+        try:
+            raise Loud("quiet")
+        except Loud:
+            pass
+    finally:
+        c.stop()
+    messages = {dict(labels).get("exception message") for (_s, labels) in recorder.flush().samples}
+    assert "short" in messages and "quiet" in messages
+    long = [m for m in messages if m and m.startswith("xxx")]
+    assert len(long) == 1 and len(long[0]) == 128

@@ -13,7 +13,7 @@ cdef extern from *:
     static PyTypeObject *prof_types[PROF_TABLE];
     static newfunc prof_orig[PROF_TABLE];
     static Py_ssize_t prof_countdown = 1;
-    static PyObject *prof_on_sample = NULL;  /* callable(type) -> next countdown */
+    static PyObject *prof_on_sample = NULL;  /* callable(exception) -> next countdown */
     static int prof_busy = 0;
 
     static PyObject *prof_hook_new(PyTypeObject *t, PyObject *a, PyObject *k);
@@ -70,7 +70,7 @@ cdef extern from *:
         PyObject *r = orig(t, a, k);
         if (r != NULL && --prof_countdown <= 0 && prof_on_sample != NULL && !prof_busy) {
             prof_busy = 1;
-            PyObject *next = PyObject_CallOneArg(prof_on_sample, (PyObject *)t);
+            PyObject *next = PyObject_CallOneArg(prof_on_sample, r);
             if (next != NULL) {
                 prof_countdown = PyLong_AsSsize_t(next);
                 Py_DECREF(next);
@@ -109,7 +109,7 @@ cdef extern from *:
 
 
 def install(types, on_sample, Py_ssize_t first_countdown):
-    """Hook the C constructors of ``types``; ``on_sample(type)`` runs for sampled ones and returns the next countdown.
+    """Hook the C constructors of ``types``; ``on_sample(exception)`` runs for sampled ones and returns the next countdown.
 
     Returns the types actually hooked.
     """
@@ -159,7 +159,7 @@ cdef tuple _CONTROL_FLOW = (StopIteration, StopAsyncIteration, GeneratorExit)
 
 
 def set_raise_sampling(record, Py_ssize_t countdown):
-    """Arm (``record`` callable(type) -> next countdown) or disarm (None) :func:`on_raise`."""
+    """Arm (``record`` callable(exception) -> next countdown) or disarm (None) :func:`on_raise`."""
     global _raise_record, _raise_countdown
     _raise_record = record
     _raise_countdown = countdown if countdown > 0 else 1
@@ -175,7 +175,7 @@ def on_raise(code, offset, exc):
         _raise_countdown = 1  # control flow, not an error: the sample goes to the next exception
         return None
     try:
-        _raise_countdown = _raise_record(type(exc))
+        _raise_countdown = _raise_record(exc)
     except Exception:
         _raise_countdown = 1000
     return None

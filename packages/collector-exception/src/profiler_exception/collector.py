@@ -8,7 +8,7 @@ import sys
 import threading
 
 from profiler_core._log import get_logger
-from profiler_core.events import EXCEPTION_TYPE, THREAD_ID, THREAD_NAME, THREAD_NATIVE_ID, Frame
+from profiler_core.events import EXCEPTION_MESSAGE, EXCEPTION_TYPE, THREAD_ID, THREAD_NAME, THREAD_NATIVE_ID, Frame
 from profiler_core.interfaces import Collector
 
 from profiler_exception import _native
@@ -30,6 +30,19 @@ TOOL_NAME = "profiler-exceptions"
 def type_name(exc_type: type) -> str:
     """``module.QualName`` of an exception type, ``builtins.`` included, as ddtrace labels it."""
     return "%s.%s" % (exc_type.__module__, exc_type.__qualname__)
+
+
+MESSAGE_LIMIT = 128
+
+
+def message_of(exc: BaseException) -> str:
+    """The exception's message from its arguments (not ``str()``, which may run program code), truncated."""
+    args = getattr(exc, "args", ())
+    if not args:
+        return ""
+    first = args[0]
+    text = first if isinstance(first, str) else repr(first) if isinstance(first, (int, float, bytes)) else type(first).__name__
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
 def exception_types() -> "List[type]":
@@ -100,7 +113,7 @@ class ExceptionCollector(Collector):
             return 1
         return max(1, int(math.ceil(math.log(1.0 - self._rng.random()) * self._log_scale)))
 
-    def _record(self, exc_type: type) -> int:
+    def _record(self, exc: BaseException) -> int:
         # Runs for one exception in `interval`: kept cheap with caches of frames (by code
         # object and line), thread labels and type names, all bounded.
         frame = sys._getframe(1)
@@ -135,11 +148,14 @@ class ExceptionCollector(Collector):
                 thread.name,
                 ((THREAD_ID, thread.ident or 0), (THREAD_NATIVE_ID, thread.native_id or 0), (THREAD_NAME, thread.name)),
             )
+        exc_type = type(exc)
         name = self._type_names.get(exc_type)
         if name is None:
             if len(self._type_names) > 10000:
                 self._type_names.clear()
             name = self._type_names[exc_type] = ((EXCEPTION_TYPE, type_name(exc_type)),)
+        if self.config.exception_collect_message:
+            name = name + ((EXCEPTION_MESSAGE, message_of(exc)),)
         self.recorder.push(tuple(stack), cached[1] + name, self._values)
         return self._next_gap()
 
