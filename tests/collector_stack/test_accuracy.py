@@ -12,8 +12,8 @@ from workload import Truth, deep, profile_shares
 
 ROUNDS = 40  # 40 x 150 ms = 6 s
 
-# The CPU-heavy tests of this package all live in this file: the suite runs with
-# --dist loadfile, so they run one after the other and do not skew each other's timing.
+# Timing-sensitive: scripts/run-tests.py runs these alone, after the parallel suite.
+pytestmark = pytest.mark.accuracy
 
 
 def profile_run(main_works, worker_works):
