@@ -193,3 +193,156 @@ def set_countdown(Py_ssize_t countdown):
     global _raise_countdown
     prof_set_countdown(countdown)
     _raise_countdown = countdown if countdown > 0 else 1
+
+
+# -- recording a sampled exception ------------------------------------------------------
+
+import threading as _threading
+
+from profiler_core.events import EXCEPTION_MESSAGE, EXCEPTION_TYPE, THREAD_ID, THREAD_NAME, THREAD_NATIVE_ID, Frame
+
+cdef extern from "Python.h":
+    ctypedef struct PyFrameObject
+    ctypedef struct PyCodeObject
+    PyFrameObject* PyEval_GetFrame()
+    PyFrameObject* PyFrame_GetBack(PyFrameObject* frame)
+    PyCodeObject* PyFrame_GetCode(PyFrameObject* frame)
+    int PyFrame_GetLineNumber(PyFrameObject* frame)
+    void Py_INCREF_frame "Py_INCREF" (PyFrameObject* o)
+    void Py_DECREF_frame "Py_DECREF" (PyFrameObject* o)
+    void Py_DECREF_code "Py_DECREF" (PyCodeObject* o)
+    object PyLong_FromVoidPtr(void* p)
+    unsigned long PyThread_get_thread_ident()
+
+cdef extern from *:
+    """
+    #if PY_VERSION_HEX >= 0x030B0000
+    static int prof_exc_lasti(PyFrameObject *f) { return PyFrame_GetLasti(f); }
+    #else
+    #include "frameobject.h"
+    static int prof_exc_lasti(PyFrameObject *f) { return f->f_lasti; }
+    #endif
+    """
+    int prof_exc_lasti(PyFrameObject* f)
+
+cdef extern from "<math.h>":
+    double log(double x)
+    double ceil(double x)
+
+import sys as _sys
+
+cdef bint _HAS_QUALNAME = _sys.version_info >= (3, 11)
+
+
+cdef class SampleRecorder:
+    """Pushes one sampled exception (type, message, thread, raising stack) and draws the next gap.
+
+    Called with the exception by the constructor hook or the RAISE callback; its
+    result is the number of exceptions until the next sample (geometric, mean
+    ``interval``), and each sample is pushed with weight ``interval``.
+    """
+
+    cdef object push
+    cdef object type_name
+    cdef object message_of
+    cdef dict codes
+    cdef dict threads
+    cdef dict types
+    cdef public dict values
+    cdef int max_frames
+    cdef bint collect_message
+    cdef double log_scale
+    cdef public double interval
+    cdef unsigned long long rng
+
+    def __init__(self, push, double interval, int max_frames, bint collect_message, type_name, message_of, unsigned long long seed):
+        self.push = push
+        self.type_name = type_name
+        self.message_of = message_of
+        self.codes = {}
+        self.threads = {}
+        self.types = {}
+        self.max_frames = max_frames if max_frames > 0 else 1
+        self.collect_message = collect_message
+        self.rng = seed | 1
+        self.set_interval(interval)
+
+    def set_interval(self, double interval):
+        """Sample one exception in ``interval`` on average; returns the first gap."""
+        self.interval = interval if interval > 1 else 1.0
+        self.log_scale = 1.0 / log(1.0 - 1.0 / self.interval) if self.interval > 1 else 0.0
+        self.values = {"exception-samples": <long long>(self.interval + 0.5)}
+        return self.next_gap()
+
+    cpdef Py_ssize_t next_gap(self):
+        """Events until the next sample."""
+        cdef double u
+        if self.interval <= 1:
+            return 1
+        self.rng ^= self.rng << 13
+        self.rng ^= self.rng >> 7
+        self.rng ^= self.rng << 17
+        u = ((self.rng >> 11) + 1) * (1.0 / 9007199254740993.0)  # in (0, 1]
+        return max(<Py_ssize_t>1, <Py_ssize_t>ceil(log(u) * self.log_scale))
+
+    def __call__(self, exc):
+        self.push(self._stack(), self._labels(exc), self.values)
+        return self.next_gap()
+
+    cdef tuple _labels(self, exc):
+        ident = PyThread_get_thread_ident()
+        thread = _threading._active.get(ident)
+        name = thread.name if thread is not None else None
+        cached = self.threads.get(ident)
+        if cached is None or (<tuple>cached)[0] != name:
+            if len(self.threads) > 10000:
+                self.threads = {}
+            native = thread.native_id if thread is not None else 0
+            labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, native or 0))
+            if name is not None:
+                labels += ((THREAD_NAME, name),)
+            cached = self.threads[ident] = (name, labels)
+        exc_type = type(exc)
+        type_label = self.types.get(exc_type)
+        if type_label is None:
+            if len(self.types) > 10000:
+                self.types = {}
+            type_label = self.types[exc_type] = ((EXCEPTION_TYPE, self.type_name(exc_type)),)
+        labels = (<tuple>cached)[1] + type_label
+        if self.collect_message:
+            labels += ((EXCEPTION_MESSAGE, self.message_of(exc)),)
+        return labels
+
+    cdef tuple _stack(self):
+        cdef list out = []
+        cdef PyFrameObject* f = PyEval_GetFrame()
+        cdef PyFrameObject* back
+        cdef PyCodeObject* code
+        cdef int depth = 0
+        if f == NULL:
+            return ()
+        if len(self.codes) > 20000:
+            self.codes = {}
+        Py_INCREF_frame(f)
+        while f != NULL and depth < self.max_frames:
+            code = PyFrame_GetCode(f)
+            key = PyLong_FromVoidPtr(<void*>code)
+            entry = self.codes.get(key)
+            if entry is None or <void*>(<tuple>entry)[0] is not <void*>code:
+                entry = self.codes[key] = (<object>code, {})
+            Py_DECREF_code(code)
+            lasti = prof_exc_lasti(f)
+            frame = (<dict>(<tuple>entry)[1]).get(lasti)
+            if frame is None:
+                co = (<tuple>entry)[0]
+                frame = (<dict>(<tuple>entry)[1])[lasti] = Frame(
+                    co.co_filename, co.co_qualname if _HAS_QUALNAME else co.co_name, PyFrame_GetLineNumber(f)
+                )
+            out.append(frame)
+            depth += 1
+            back = PyFrame_GetBack(f)
+            Py_DECREF_frame(f)
+            f = back
+        if f != NULL:
+            Py_DECREF_frame(f)
+        return tuple(out)

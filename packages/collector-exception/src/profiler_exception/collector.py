@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import random
 import sys
 import threading
 
 from profiler_core._log import get_logger
-from profiler_core.events import EXCEPTION_MESSAGE, EXCEPTION_TYPE, THREAD_ID, THREAD_NAME, THREAD_NATIVE_ID, Frame
 from profiler_core.interfaces import Collector
 
 from profiler_exception import _native
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional
+    from typing import List, Optional
 
     from profiler_core.config import ProfilerConfig
     from profiler_core.recorder import Recorder
@@ -85,15 +83,18 @@ class ExceptionCollector(Collector):
     def __init__(self, recorder: "Recorder", config: "ProfilerConfig") -> None:
         super().__init__(recorder, config)
         self.interval = max(1.0, float(config.exception_sampling_interval))
-        self._log_scale = 1.0 / math.log(1.0 - 1.0 / self.interval) if self.interval > 1 else 0.0
-        self._rng = random.Random()
         self._hooked: "List[type]" = []
         self._tool: "Optional[int]" = None
         self._running = False
-        self._frames: "Dict[tuple, tuple]" = {}
-        self._thread_labels: "Dict[Optional[int], tuple]" = {}
-        self._type_names: "Dict[type, tuple]" = {}
-        self._values = {"exception-samples": int(round(self.interval))}
+        self._record = _native.SampleRecorder(
+            recorder.push,
+            self.interval,
+            config.max_frames,
+            config.exception_collect_message,
+            type_name,
+            message_of,
+            random.getrandbits(64),
+        )
 
     @classmethod
     def is_enabled(cls, config: "ProfilerConfig") -> bool:
@@ -103,61 +104,7 @@ class ExceptionCollector(Collector):
     def set_interval(self, mean: float) -> None:
         """Sample one exception in ``mean`` on average from now on."""
         self.interval = max(1.0, float(mean))
-        self._log_scale = 1.0 / math.log(1.0 - 1.0 / self.interval) if self.interval > 1 else 0.0
-        self._values = {"exception-samples": int(round(self.interval))}
-        _native.set_countdown(self._next_gap())
-
-    def _next_gap(self) -> int:
-        # Geometric gap with mean `interval`: each sampled event stands for `interval` events.
-        if self.interval <= 1:
-            return 1
-        return max(1, int(math.ceil(math.log(1.0 - self._rng.random()) * self._log_scale)))
-
-    def _record(self, exc: BaseException) -> int:
-        # Runs for one exception in `interval`: kept cheap with caches of frames (by code
-        # object and line), thread labels and type names, all bounded.
-        frame = sys._getframe(1)
-        while frame is not None and frame.f_code.co_filename == __file__:
-            frame = frame.f_back
-        frames = self._frames
-        if len(frames) > 50000:
-            frames.clear()
-        stack = []
-        depth = 0
-        max_frames = self.config.max_frames
-        while frame is not None and depth < max_frames:
-            code = frame.f_code
-            lineno = frame.f_lineno
-            # Keyed by id: hashing a code object hashes its constants and names. The entry
-            # holds the code object, so the id is not reused while it is cached.
-            entry = frames.get((id(code), lineno))
-            if entry is None or entry[0] is not code:
-                entry = frames[(id(code), lineno)] = (
-                    code,
-                    Frame(code.co_filename, getattr(code, "co_qualname", code.co_name), lineno or 0),
-                )
-            stack.append(entry[1])
-            frame = frame.f_back
-            depth += 1
-        thread = threading.current_thread()
-        cached = self._thread_labels.get(thread.ident)
-        if cached is None or cached[0] != thread.name:
-            if len(self._thread_labels) > 10000:
-                self._thread_labels.clear()
-            cached = self._thread_labels[thread.ident] = (
-                thread.name,
-                ((THREAD_ID, thread.ident or 0), (THREAD_NATIVE_ID, thread.native_id or 0), (THREAD_NAME, thread.name)),
-            )
-        exc_type = type(exc)
-        name = self._type_names.get(exc_type)
-        if name is None:
-            if len(self._type_names) > 10000:
-                self._type_names.clear()
-            name = self._type_names[exc_type] = ((EXCEPTION_TYPE, type_name(exc_type)),)
-        if self.config.exception_collect_message:
-            name = name + ((EXCEPTION_MESSAGE, message_of(exc)),)
-        self.recorder.push(tuple(stack), cached[1] + name, self._values)
-        return self._next_gap()
+        _native.set_countdown(self._record.set_interval(self.interval))
 
     def start(self) -> None:
         """Begin counting."""
@@ -167,7 +114,7 @@ class ExceptionCollector(Collector):
             self._start_monitoring()
         else:
             types = [t for t in exception_types() if uses_c_constructor(t)]
-            self._hooked = _native.install(types, self._record, self._next_gap())
+            self._hooked = _native.install(types, self._record, self._record.next_gap())
         self._running = True
 
     def _start_monitoring(self) -> None:
@@ -181,7 +128,7 @@ class ExceptionCollector(Collector):
             break
         if self._tool is None:
             raise RuntimeError("no free sys.monitoring tool id for the exception profiler")
-        _native.set_raise_sampling(self._record, self._next_gap())
+        _native.set_raise_sampling(self._record, self._record.next_gap())
         mon.register_callback(self._tool, mon.events.RAISE, _native.on_raise)
         mon.set_events(self._tool, mon.events.RAISE)
 
