@@ -127,3 +127,28 @@ def test_speedscope_export(known, tmp_path):
     frames = doc["shared"]["frames"]
     heaviest = cpu["samples"][cpu["weights"].index(600_000_000)]
     assert [frames[i]["name"] for i in heaviest] == ["main", "handle", "query"]  # root first
+
+
+def test_diff_shows_what_got_slower_per_second(known, tmp_path, capsys):
+    from profiler.cli import diff
+
+    def timed(path, pushes, seconds):
+        from profiler_core.recorder import RecorderSnapshot
+
+        r = Recorder()
+        for stack, labels, values in pushes:
+            r.push(stack, labels, values)
+        snap = r.flush()
+        snap = RecorderSnapshot(0, int(seconds * 1e9), snap.samples, 0)
+        path.write_bytes(gzip.compress(encode_profile(snap)))
+        return str(path)
+
+    base = timed(tmp_path / "base.pprof", [((QUERY, MAIN), (), {"cpu-time": 100}), ((RENDER, MAIN), (), {"cpu-time": 100})], 1)
+    # twice as long a profile: query got 3x slower per second, render the same per second
+    new = timed(tmp_path / "new.pprof", [((QUERY, MAIN), (), {"cpu-time": 600}), ((RENDER, MAIN), (), {"cpu-time": 200})], 2)
+    rows = {k.split()[0]: (a, b) for k, a, b in diff(load([base]), load([new]), "cpu-time")}
+    assert rows["query"] == (100, 300) and rows["render"] == (100, 100)
+    assert main(["diff", base, new]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("cpu-time/s")
+    assert "query" in lines[1] and "+200ns" in lines[1] and "+200%" in lines[1]

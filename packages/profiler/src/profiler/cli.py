@@ -2,6 +2,7 @@
 
 ``profiler top FILE... [--type T] [--by function|line|file|thread|LABEL] [--limit N]``
 prints flat and cumulative totals, like ``go tool pprof -top``;
+``profiler diff BASE NEW`` shows what got slower or faster;
 ``profiler collapsed`` and ``profiler speedscope`` export for other viewers.
 """
 
@@ -113,6 +114,39 @@ def print_top(profiles: ProfileSet, sample_type: str, by: str, limit: int, out=N
         out.write("(%d more; --limit to see them)\n" % (len(rows) - limit))
 
 
+def diff(base: ProfileSet, new: ProfileSet, sample_type: str, by: str = "function") -> "List[Tuple[str, int, int]]":
+    """(key, base flat, new flat) for every key of either, largest absolute change first.
+
+    Values are per second of profile duration when both profiles say how long they
+    lasted, so a 60 s profile compares fairly with a 10 s one.
+    """
+    def per_second(profiles: ProfileSet) -> "Dict[str, float]":
+        scale = 1e9 / profiles.duration_ns if profiles.duration_ns else 1.0
+        return {key: flat * scale for key, flat, _cum in top(profiles, sample_type, by)}
+
+    a, b = per_second(base), per_second(new)
+    rows = [(key, int(a.get(key, 0)), int(b.get(key, 0))) for key in set(a) | set(b)]
+    rows.sort(key=lambda r: (-abs(r[2] - r[1]), r[0]))
+    return rows
+
+
+def print_diff(base: ProfileSet, new: ProfileSet, sample_type: str, by: str, limit: int, out=None) -> None:
+    """Print the ``diff`` table: which keys got slower (+) or faster (-)."""
+    out = out or sys.stdout
+    unit = new.units.get(sample_type) or base.units.get(sample_type, "count")
+    per = "/s" if base.duration_ns and new.duration_ns else ""
+    out.write("%s%s, flat, by %s: base -> new (change)\n" % (sample_type, per, by))
+    rows = diff(base, new, sample_type, by)
+    for key, before, after in rows[:limit]:
+        change = after - before
+        sign = "+" if change > 0 else "-" if change < 0 else " "
+        pct = ("%+.0f%%" % (100.0 * change / before)) if before else "new"
+        out.write("%10s -> %10s  %s%-10s %6s  %s\n" % (
+            format_value(before, unit), format_value(after, unit), sign, format_value(abs(change), unit), pct, key))
+    if len(rows) > limit:
+        out.write("(%d more; --limit to see them)\n" % (len(rows) - limit))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``profiler`` command line."""
     parser = argparse.ArgumentParser(prog="profiler", description="Look at pprof profiles locally.")
@@ -122,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_top.add_argument("--type", help="sample type, e.g. cpu-time, wall-time, alloc-space (default: first with data)")
     p_top.add_argument("--by", default="function", help="function (default), line, file, thread, or any label key")
     p_top.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
+    p_diff = sub.add_parser("diff", help="what got slower or faster between two profiles (or sets of profiles)")
+    p_diff.add_argument("base", help="the base pprof file")
+    p_diff.add_argument("new", help="the new pprof file")
+    p_diff.add_argument("--type", help="sample type (default: first with data in the new profile)")
+    p_diff.add_argument("--by", default="function", help="function (default), line, file, thread, or any label key")
+    p_diff.add_argument("--limit", type=int, default=20)
     p_col = sub.add_parser("collapsed", help="collapsed stacks (root;...;leaf value) for flamegraph.pl, inferno...")
     p_col.add_argument("files", nargs="+")
     p_col.add_argument("--type", help="sample type (default: first with data)")
@@ -136,20 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``profiler`` command."""
     args = build_parser().parse_args(argv)
-    missing = [f for f in args.files if not os.path.exists(f)]
+    files = [args.base, args.new] if args.command == "diff" else args.files
+    missing = [f for f in files if not os.path.exists(f)]
     if missing:
         sys.stderr.write("profiler: no such file: %s\n" % ", ".join(missing))
         return 2
     from google.protobuf.message import DecodeError
 
     try:
-        profiles = load(args.files)
+        if args.command == "diff":
+            base, profiles = load([args.base]), load([args.new])
+        else:
+            profiles = load(args.files)
     except (ValueError, OSError, EOFError, DecodeError) as exc:
         sys.stderr.write("profiler: cannot read profile: %s\n" % exc)
         return 2
+    by = "thread name" if getattr(args, "by", None) == "thread" else getattr(args, "by", "function")
     if args.command == "top":
-        by = "thread name" if args.by == "thread" else args.by
         print_top(profiles, choose_type(profiles, args.type), by, args.limit)
+    elif args.command == "diff":
+        print_diff(base, profiles, choose_type(profiles, args.type), by, args.limit)
     elif args.command == "collapsed":
         lines = collapsed(profiles, choose_type(profiles, args.type))
         text = "\n".join(lines) + ("\n" if lines else "")
