@@ -22,7 +22,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PACKAGES = ["core", "collector-stack", "profiler"]
+PACKAGES = ["core", "collector-stack", "collector-exception", "profiler"]
 DDTRACE = "ddtrace==4.16.0"
 
 # ddtrace with only its profiler, writing files, never reaching for an agent.
@@ -87,16 +87,65 @@ def base_env():
     return env
 
 
-def configs_for(python, script_args, out_dir, stack_only=True):
+def configs_for(python, script_args, out_dir, stack_only=True, extra=None):
+    """plain / profiler / ddtrace runs of ``script_args``; ``extra`` env applies to both profilers."""
     bindir = os.path.dirname(python)
     plain = (script_args, base_env())
-    ours_env = dict(base_env())
-    ours = ([os.path.join(bindir, "profiler-run"), "--output", out_dir] + script_args, ours_env)
+    ours_env = dict(base_env(), **(extra or {}))
+    ours = ([os.path.join(bindir, "profiler-run"), "--output", os.path.join(out_dir, "ours")] + script_args, ours_env)
     dd_env = dict(base_env(), DD_PROFILING_ENABLED="true", DD_PROFILING_OUTPUT_PPROF=os.path.join(out_dir, "dd"), **DD_QUIET)
     if stack_only:
         dd_env.update(DD_STACK_ONLY)
+    dd_env.update(extra or {})
     ddtrace = ([os.path.join(bindir, "ddtrace-run")] + script_args, dd_env)
     return {"plain": plain, "profiler": ours, "ddtrace": ddtrace}
+
+
+def run_rss(cmd, env) -> float:
+    """Peak resident memory of the process, in MiB."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _pid, _status, usage = os.wait4(proc.pid, 0)
+    return usage.ru_maxrss / 1024.0
+
+
+WORKLOADS = {
+    # name: (script and arguments (full, quick), extra environment for both profilers, stack only for ddtrace)
+    "CPU-bound recursion, 5 threads": (["cpu_threads.py", "4", "400"], ["cpu_threads.py", "4", "40"], {}, True),
+    "100 threads, CPU and sleeps": (["many_threads.py", "100", "40"], ["many_threads.py", "100", "4"], {}, True),
+    "asyncio fan-out, 500 tasks per batch": (["asyncio_fanout.py", "40"], ["asyncio_fanout.py", "4"], {}, True),
+    "raise/catch loop, exception collector on": (
+        ["exceptions.py", "2000000"],
+        ["exceptions.py", "100000"],
+        {"DD_PROFILING_EXCEPTION_ENABLED": "true", "DD_PROFILING_STACK_ENABLED": "false"},
+        False,
+    ),
+}
+
+
+def bench_workloads(python, reps, out_dir, quick):
+    results = {}
+    for name, (full, short, extra, stack_only) in WORKLOADS.items():
+        args = short if quick else full
+        script = [python, os.path.join(HERE, "workloads", args[0])] + args[1:]
+        configs = configs_for(python, script, out_dir, stack_only=stack_only, extra=extra)
+        if not stack_only:  # ddtrace's exception profiler only
+            configs["ddtrace"][1].update({k: "false" for k in DD_STACK_ONLY if k != "DD_PROFILING_EXCEPTION_ENABLED"})
+            configs["ddtrace"][1]["DD_PROFILING_STACK_ENABLED"] = "false"
+        results[name] = summarize(interleave(configs, reps, lambda spec: run_reported(*spec)))
+    return results
+
+
+def bench_rss_and_size(python, out_dir):
+    """Peak RSS on the CPU workload, and the size of the profile each profiler wrote for it."""
+    script = [python, os.path.join(HERE, "workloads", "cpu_threads.py"), "4", "200"]
+    rss, size = {}, {}
+    for name, spec in configs_for(python, script, os.path.join(out_dir, "rss")).items():
+        rss[name] = run_rss(*spec)
+        files = []
+        for root, _dirs, names in os.walk(os.path.join(out_dir, "rss")):
+            files += [os.path.join(root, n) for n in names if n.endswith(".pprof") and (n.startswith("dd") == (name == "ddtrace"))]
+        size[name] = sum(os.path.getsize(f) for f in files) / max(len(files), 1) if files else 0.0
+    return rss, size
 
 
 def summarize(results, base="plain"):
@@ -114,14 +163,40 @@ def bench_startup(python, reps, out_dir):
     return summarize(interleave(configs_for(python, script, out_dir), reps, lambda spec: run_timed(*spec)))
 
 
-def bench_cpu_threads(python, reps, out_dir, quick):
-    script = [python, os.path.join(HERE, "workloads", "cpu_threads.py"), "4", "40" if quick else "400"]
-    return summarize(interleave(configs_for(python, script, out_dir), reps, lambda spec: run_reported(*spec)))
-
-
 def bench_tick(python):
     out = subprocess.run([python, os.path.join(HERE, "tick_cost.py")], capture_output=True, text=True, check=True).stdout
     return json.loads(out)
+
+
+CHART = """
+import json, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+data = json.loads(sys.argv[1])
+names = list(data)
+fig, ax = plt.subplots(figsize=(9, 0.6 * len(names) + 1.5))
+y = range(len(names))
+ax.barh([i + 0.2 for i in y], [data[n]["profiler"] for n in names], height=0.4, label="profiler")
+ax.barh([i - 0.2 for i in y], [data[n]["ddtrace"] for n in names], height=0.4, label="ddtrace")
+ax.set_yticks(list(y))
+ax.set_yticklabels(names)
+ax.axvline(1.0, color="black", linewidth=0.8)
+ax.set_xlabel("time relative to the unprofiled run (start-up: process time)")
+ax.set_xscale("log")
+ax.legend()
+fig.tight_layout()
+fig.savefig(sys.argv[2], dpi=100)
+"""
+
+
+def chart(python, workloads, startup, path):
+    """A PNG of the ratios to the unprofiled run (matplotlib, installed in the benchmark env)."""
+    if subprocess.call([python, "-c", "import matplotlib"], stderr=subprocess.DEVNULL) != 0:
+        subprocess.check_call([python, "-m", "pip", "install", "-q", "matplotlib"])
+    data = {title: {k: v[1] for k, v in result.items()} for title, result in workloads.items()}
+    data["start-up, empty script"] = {k: v[1] for k, v in startup.items()}
+    subprocess.check_call([python, "-c", CHART, json.dumps(data), path])
 
 
 def machine() -> str:
@@ -137,7 +212,7 @@ def machine() -> str:
     return "%s, %d cores, %s, CPython %s" % (cpu, os.cpu_count() or 0, platform.system(), platform.python_version())
 
 
-def write_results(path, startup, cpu, ticks, reps):
+def write_results(path, startup, workloads, rss, size, ticks, reps):
     lines = [
         "# Benchmark results",
         "",
@@ -153,23 +228,34 @@ def write_results(path, startup, cpu, ticks, reps):
     plain = startup["plain"][0]
     for name, (m, _ratio, _iqr) in startup.items():
         lines.append("| %s | %.1f ms | %+.1f ms |" % (name, m * 1e3, (m - plain) * 1e3))
+    for title, result in workloads.items():
+        lines += [
+            "",
+            "## %s" % title,
+            "",
+            "| run | median work time | ratio to plain | spread (IQR) |",
+            "|---|---|---|---|",
+        ]
+        for name, (m, ratio, iqr) in result.items():
+            lines.append("| %s | %.3f s | %.3fx | %.1f%% |" % (name, m, ratio, iqr))
     lines += [
         "",
-        "## CPU-bound recursive calls, 5 threads (stack collector only)",
+        "Work time is measured inside each program (start-up excluded). Ratios within the spread",
+        "are not distinguishable from noise on this machine. Stack collector only, unless the title",
+        "says otherwise; ddtrace records no exceptions before CPython 3.12.",
         "",
-        "| run | median work time | ratio to plain | spread (IQR) |",
-        "|---|---|---|---|",
-    ]
-    for name, (m, ratio, iqr) in cpu.items():
-        lines.append("| %s | %.3f s | %.3fx | %.1f%% |" % (name, m, ratio, iqr))
-    lines += [
+        "## Memory and profile size (CPU-bound workload)",
         "",
-        "Ratios within the spread are not distinguishable from noise on this machine.",
+        "| run | peak RSS | bytes per profile file |",
+        "|---|---|---|",
     ]
+    for name in rss:
+        lines.append("| %s | %.1f MiB | %s |" % (name, rss[name], "%.0f" % size[name] if size[name] else "-"))
     lines += ["", "## Stack sampler: cost of one tick", "", "| threads | depth | tick |", "|---|---|---|"]
     for row in ticks:
         lines.append("| %d | %d | %.0f µs |" % (row["threads"], row["depth"], row["tick_us"]))
     lines.append("")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(lines))
     return "\n".join(lines)
@@ -185,9 +271,11 @@ def main() -> int:
     python = ensure_env()
     with tempfile.TemporaryDirectory() as out_dir:
         startup = bench_startup(python, reps * 2, out_dir)
-        cpu = bench_cpu_threads(python, reps, out_dir, args.quick)
+        workloads = bench_workloads(python, reps, out_dir, args.quick)
+        rss, size = bench_rss_and_size(python, out_dir)
     ticks = bench_tick(python)
-    print(write_results(args.output, startup, cpu, ticks, reps))
+    print(write_results(args.output, startup, workloads, rss, size, ticks, reps))
+    chart(python, workloads, startup, os.path.splitext(args.output)[0] + ".png")
     return 0
 
 
