@@ -22,6 +22,8 @@ LOG = get_logger("profiler_exception")
 
 HAS_MONITORING = hasattr(sys, "monitoring")
 CONTROL_FLOW = (StopIteration, StopAsyncIteration, GeneratorExit)
+# Never hooked: created when memory or stack is exhausted, when running any Python code is unwise.
+UNHOOKABLE = (MemoryError, RecursionError)
 TOOL_NAME = "profiler-exceptions"
 
 
@@ -113,7 +115,7 @@ class ExceptionCollector(Collector):
         if HAS_MONITORING:
             self._start_monitoring()
         else:
-            types = [t for t in exception_types() if uses_c_constructor(t)]
+            types = [t for t in exception_types() if uses_c_constructor(t) and not issubclass(t, UNHOOKABLE)]
             self._hooked = _native.install(types, self._record, self._record.next_gap())
         self._running = True
 
