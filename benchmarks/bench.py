@@ -163,6 +163,19 @@ def bench_startup(python, reps, out_dir):
     return summarize(interleave(configs_for(python, script, out_dir), reps, lambda spec: run_timed(*spec)))
 
 
+def bench_accuracy(python, quick):
+    """The accuracy tables of the known-split workloads, as Markdown lines."""
+    stack = subprocess.run(
+        [python, os.path.join(HERE, "stack_accuracy.py")] + (["1", "10"] if quick else ["3", "40"]),
+        capture_output=True, text=True, check=True,
+    ).stdout
+    table = [line for line in stack.splitlines() if line.startswith("|")]
+    exceptions = subprocess.run(
+        [python, os.path.join(HERE, "exception_accuracy.py"), "5" if quick else "60"], capture_output=True, text=True, check=True
+    ).stdout
+    return table + [""] + [line for line in exceptions.splitlines() if line.startswith("|")]
+
+
 def bench_tick(python):
     out = subprocess.run([python, os.path.join(HERE, "tick_cost.py")], capture_output=True, text=True, check=True).stdout
     return json.loads(out)
@@ -212,7 +225,7 @@ def machine() -> str:
     return "%s, %d cores, %s, CPython %s" % (cpu, os.cpu_count() or 0, platform.system(), platform.python_version())
 
 
-def write_results(path, startup, workloads, rss, size, ticks, reps):
+def write_results(path, startup, workloads, rss, size, ticks, accuracy, reps):
     lines = [
         "# Benchmark results",
         "",
@@ -251,6 +264,14 @@ def write_results(path, startup, workloads, rss, size, ticks, reps):
     ]
     for name in rss:
         lines.append("| %s | %.1f MiB | %s |" % (name, rss[name], "%.0f" % size[name] if size[name] else "-"))
+    lines += [
+        "",
+        "## Accuracy on the known-split workloads",
+        "",
+        "Stack: a()/b() burn 70/30 ms of CPU, c() sleeps 50 ms (`benchmarks/stack_accuracy.py`); shares",
+        "compared with what the workload measured it spent.",
+        "",
+    ] + accuracy
     lines += ["", "## Stack sampler: cost of one tick", "", "| threads | depth | tick |", "|---|---|---|"]
     for row in ticks:
         lines.append("| %d | %d | %.0f µs |" % (row["threads"], row["depth"], row["tick_us"]))
@@ -274,7 +295,8 @@ def main() -> int:
         workloads = bench_workloads(python, reps, out_dir, args.quick)
         rss, size = bench_rss_and_size(python, out_dir)
     ticks = bench_tick(python)
-    print(write_results(args.output, startup, workloads, rss, size, ticks, reps))
+    accuracy = bench_accuracy(python, args.quick)
+    print(write_results(args.output, startup, workloads, rss, size, ticks, accuracy, reps))
     chart(python, workloads, startup, os.path.splitext(args.output)[0] + ".png")
     return 0
 
