@@ -5,25 +5,15 @@ Prints a Markdown table of estimated vs true counts. ``python benchmarks/excepti
 
 from __future__ import annotations
 
+import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "collector_exception"))
 
 from profiler_core.config import ProfilerConfig
 from profiler_core.recorder import Recorder
-from profiler_exception.collector import HAS_MONITORING, ExceptionCollector
-
-
-def f():
-    try:
-        raise ValueError("bad")
-    except ValueError:
-        pass
-
-
-def g():
-    try:
-        raise KeyError("missing")
-    except KeyError:
-        pass
+from profiler_exception.collector import HAS_MONITORING, ExceptionCollector  # noqa: E402
+from raising import f, g  # noqa: E402
 
 
 def main() -> None:

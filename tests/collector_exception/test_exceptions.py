@@ -8,20 +8,7 @@ from profiler_core.config import ProfilerConfig
 from profiler_core.recorder import Recorder
 from profiler_exception import _native
 from profiler_exception.collector import HAS_MONITORING, ExceptionCollector, type_name
-
-
-def f():
-    try:
-        raise ValueError("bad value")
-    except ValueError:
-        pass
-
-
-def g():
-    try:
-        raise KeyError("missing")
-    except KeyError:
-        pass
+from raising import f, g
 
 
 class AppError(Exception):
