@@ -1,10 +1,11 @@
 # cython: language_level=3
 """The fast paths of exception sampling, in C.
 
-``Countdown`` decides, for each raised exception, whether it is sampled: a
-geometric countdown (Poisson sampling), decremented in C. Before 3.12 the
-exceptions are seen by a hook installed in the ``tp_new`` slot of every
-exception type that uses a C constructor, chaining to the original one.
+Whether a raised exception is sampled is decided by a geometric countdown
+(Poisson sampling), decremented in C; ``SampleRecorder`` records the sampled
+ones and draws the next gap. Before 3.12 the exceptions are seen by a hook
+installed in the ``tp_new`` slot of every exception type that uses a C
+constructor, chaining to the original one; from 3.12 by :func:`on_raise`.
 """
 
 cdef extern from *:
@@ -132,25 +133,6 @@ def uninstall(types):
 def is_hooked(type t):
     """Whether ``t``'s constructor is the sampling hook."""
     return bool(prof_is_hooked(t))
-
-
-cdef class Countdown:
-    """Poisson sampling of events: ``tick()`` is True for about one event in ``mean``."""
-
-    cdef public Py_ssize_t remaining
-    cdef object draw
-
-    def __init__(self, draw):
-        self.draw = draw
-        self.remaining = draw()
-
-    def tick(self):
-        """Count one event; True when it is to be sampled (and the next gap is drawn)."""
-        self.remaining -= 1
-        if self.remaining > 0:
-            return False
-        self.remaining = self.draw()
-        return True
 
 
 cdef Py_ssize_t _raise_countdown = 1

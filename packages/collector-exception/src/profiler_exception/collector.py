@@ -85,7 +85,6 @@ class ExceptionCollector(Collector):
     def __init__(self, recorder: "Recorder", config: "ProfilerConfig") -> None:
         super().__init__(recorder, config)
         self.interval = max(1.0, float(config.exception_sampling_interval))
-        self._hooked: "List[type]" = []
         self._tool: "Optional[int]" = None
         self._running = False
         self._record = _native.SampleRecorder(
@@ -116,7 +115,7 @@ class ExceptionCollector(Collector):
             self._start_monitoring()
         else:
             types = [t for t in exception_types() if uses_c_constructor(t) and not issubclass(t, UNHOOKABLE)]
-            self._hooked = _native.install(types, self._record, self._record.next_gap())
+            _native.install(types, self._record, self._record.next_gap())
         self._running = True
 
     def _start_monitoring(self) -> None:
@@ -149,4 +148,3 @@ class ExceptionCollector(Collector):
         else:
             still = [t for t in exception_types() if _native.is_hooked(t)]
             _native.uninstall(still)
-            self._hooked = []

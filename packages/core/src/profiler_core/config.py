@@ -100,12 +100,6 @@ class ProfilerConfig:
         """All options by name."""
         return {name: getattr(self, name) for name in _DEFAULTS}
 
-    def replace(self, **changes: Any) -> "ProfilerConfig":
-        """A copy with ``changes`` applied (``None`` values are ignored)."""
-        values = self.as_dict()
-        values.update({k: v for k, v in changes.items() if v is not None})
-        return ProfilerConfig(**values)
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ProfilerConfig) and self.as_dict() == other.as_dict()
 
@@ -192,9 +186,3 @@ def load_config(environ: Optional[Mapping[str, str]] = None, **overrides: Any) -
         raise TypeError("unknown configuration option(s): %s" % ", ".join(sorted(unknown)))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return ProfilerConfig(**values)
-
-
-def describe_variables() -> Dict[str, str]:
-    """Variable name -> config attribute, for documentation and the launcher's --help."""
-    return {variable: attr for attr, (variable, _p, _v) in _VARIABLES.items()}
-
