@@ -6,21 +6,25 @@ import _thread
 import os
 import threading
 import time
+
+from profiler_core._log import get_logger
+from profiler_core.interfaces import ExportedProfile
+from profiler_core.isolation import call_each
+
 TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
 if TYPE_CHECKING:
     from typing import Callable, Dict, Optional, Sequence
 
-from profiler_core._log import get_logger
-from profiler_core.config import ProfilerConfig
-from profiler_core.interfaces import Collector, ExportedProfile, Exporter
-from profiler_core.recorder import Recorder
+    from profiler_core.config import ProfilerConfig
+    from profiler_core.interfaces import Collector, Exporter
+    from profiler_core.recorder import Recorder
 
 LOG = get_logger("profiler_core.scheduler")
 
 THREAD_NAME = "profiler-scheduler"
 
 
-def profile_tags(config: ProfilerConfig) -> Dict[str, str]:
+def profile_tags(config: "ProfilerConfig") -> "Dict[str, str]":
     """Tags that describe this process's profiles: user tags plus service, env and version when set."""
     tags = dict(config.tags)
     for key in ("service", "env", "version"):
@@ -89,11 +93,7 @@ class Scheduler:
             return None
 
     def _flush(self) -> Optional[ExportedProfile]:
-        for collector in self.collectors:
-            try:
-                collector.snapshot()
-            except Exception:
-                LOG.exception("collector %s failed to snapshot", collector.name or type(collector).__name__)
+        call_each(self.collectors, lambda c: c.snapshot(), "to snapshot")
         snapshot = self.recorder.flush()
         if not snapshot.samples and not snapshot.dropped:
             return None  # nothing was recorded: no profile (and no protobuf import in short programs)
@@ -115,11 +115,7 @@ class Scheduler:
             tags=profile_tags(self.config),
         )
         self._seq += 1
-        for exporter in self.exporters:
-            try:
-                exporter.export(profile)
-            except Exception:
-                LOG.exception("exporter %s failed", exporter.name or type(exporter).__name__)
+        call_each(self.exporters, lambda e: e.export(profile), "to export")
         return profile
 
     def stop(self, flush: bool = True, timeout: float = 5.0) -> None:
@@ -132,11 +128,7 @@ class Scheduler:
         if flush:
             self.flush()
         deadline = self._clock() + timeout
-        for exporter in self.exporters:
-            try:
-                exporter.stop(max(deadline - self._clock(), 0.0))
-            except Exception:
-                LOG.exception("exporter %s failed to stop", exporter.name or type(exporter).__name__)
+        call_each(self.exporters, lambda e: e.stop(max(deadline - self._clock(), 0.0)), "to stop")
 
     def after_fork_in_child(self) -> None:
         """In a forked child: fresh locks, sequence from 0, and a new thread if the parent's was running."""
@@ -144,11 +136,7 @@ class Scheduler:
         self._flush_lock = _thread.allocate_lock()
         self._thread = None
         self._seq = 0
-        for exporter in self.exporters:
-            try:
-                exporter.after_fork_in_child()
-            except Exception:
-                LOG.exception("exporter %s failed after fork", exporter.name or type(exporter).__name__)
+        call_each(self.exporters, lambda e: e.after_fork_in_child(), "after fork")
         if was_running:
             self.start()
 

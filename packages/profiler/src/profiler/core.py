@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 from profiler_core._log import get_logger
 from profiler_core.config import ProfilerConfig, load_config
 from profiler_core.interfaces import Collector, Exporter
+from profiler_core.isolation import call_each
 from profiler_core.recorder import Recorder
 from profiler_core.scheduler import Scheduler
 
@@ -144,11 +145,7 @@ class Profiler:
             if self._status != "running":
                 return
             self._status = "stopped"
-            for collector in reversed(self.collectors):
-                try:
-                    collector.stop()
-                except Exception:
-                    LOG.exception("collector %s failed to stop", collector.name)
+            call_each(reversed(self.collectors), lambda c: c.stop(), "to stop")
             if self._scheduler is not None:
                 self._scheduler.stop(flush=flush, timeout=EXIT_FLUSH_TIMEOUT)
             if self._stop_on_exit:
@@ -174,18 +171,10 @@ class Profiler:
         assert self.recorder is not None and self._scheduler is not None
         self.recorder.reset_after_fork()
         if not self._profile_children:
-            for collector in reversed(self.collectors):
-                try:
-                    collector.stop()
-                except Exception:
-                    LOG.exception("collector %s failed to stop in child", collector.name)
+            call_each(reversed(self.collectors), lambda c: c.stop(), "to stop in a forked child")
             self._status = "stopped"
             return
-        for collector in self.collectors:
-            try:
-                collector.after_fork_in_child()
-            except Exception:
-                LOG.exception("collector %s failed to restart after fork", collector.name)
+        call_each(self.collectors, lambda c: c.after_fork_in_child(), "to restart after fork")
         self._scheduler.after_fork_in_child()
 
 
