@@ -170,3 +170,30 @@ def test_messages_when_asked_truncated_and_without_running_program_code():
     assert "short" in messages and "quiet" in messages
     long = [m for m in messages if m and m.startswith("xxx")]
     assert len(long) == 1 and len(long[0]) == 128
+
+
+def test_deep_stacks_keep_the_innermost_frames_and_mark_the_rest():
+    recorder = Recorder()
+    c = ExceptionCollector(recorder, ProfilerConfig(exception_enabled=True, max_frames=5))
+    c.start()
+    c.set_interval(1)
+
+    def dive(n):
+        if n == 0:
+            try:
+                raise ValueError("deep")
+            except ValueError:
+                pass
+        else:
+            dive(n - 1)
+
+    try:
+        dive(30)
+    finally:
+        c.stop()
+    stacks = [s for (s, labels) in recorder.flush().samples if dict(labels)["exception type"] == "builtins.ValueError"]
+    assert len(stacks) == 1
+    stack = stacks[0]
+    assert len(stack) == 5
+    assert [f.function.rsplit(".", 1)[-1] for f in stack[:4]] == ["dive"] * 4
+    assert stack[4].function.endswith(" frames omitted>") and int(stack[4].function.split()[0][1:]) > 26

@@ -181,7 +181,15 @@ def set_countdown(Py_ssize_t countdown):
 
 import threading as _threading
 
-from profiler_core.events import EXCEPTION_MESSAGE, EXCEPTION_TYPE, THREAD_ID, THREAD_NAME, THREAD_NATIVE_ID, Frame
+from profiler_core.events import (
+    EXCEPTION_MESSAGE,
+    EXCEPTION_TYPE,
+    THREAD_ID,
+    THREAD_NAME,
+    THREAD_NATIVE_ID,
+    Frame,
+    omitted_frames_marker,
+)
 
 cdef extern from "Python.h":
     ctypedef struct PyFrameObject
@@ -306,25 +314,28 @@ cdef class SampleRecorder:
         if len(self.codes) > 20000:
             self.codes = {}
         Py_INCREF_frame(f)
-        while f != NULL and depth < self.max_frames:
-            code = PyFrame_GetCode(f)
-            key = PyLong_FromVoidPtr(<void*>code)
-            entry = self.codes.get(key)
-            if entry is None or <void*>(<tuple>entry)[0] is not <void*>code:
-                entry = self.codes[key] = (<object>code, {})
-            Py_DECREF_code(code)
-            lasti = prof_exc_lasti(f)
-            frame = (<dict>(<tuple>entry)[1]).get(lasti)
-            if frame is None:
-                co = (<tuple>entry)[0]
-                frame = (<dict>(<tuple>entry)[1])[lasti] = Frame(
-                    co.co_filename, co.co_qualname if _HAS_QUALNAME else co.co_name, PyFrame_GetLineNumber(f)
-                )
-            out.append(frame)
+        while f != NULL:
+            if depth < self.max_frames:
+                code = PyFrame_GetCode(f)
+                key = PyLong_FromVoidPtr(<void*>code)
+                entry = self.codes.get(key)
+                if entry is None or <void*>(<tuple>entry)[0] is not <void*>code:
+                    entry = self.codes[key] = (<object>code, {})
+                Py_DECREF_code(code)
+                lasti = prof_exc_lasti(f)
+                frame = (<dict>(<tuple>entry)[1]).get(lasti)
+                if frame is None:
+                    co = (<tuple>entry)[0]
+                    frame = (<dict>(<tuple>entry)[1])[lasti] = Frame(
+                        co.co_filename, co.co_qualname if _HAS_QUALNAME else co.co_name, PyFrame_GetLineNumber(f)
+                    )
+                out.append(frame)
             depth += 1
             back = PyFrame_GetBack(f)
             Py_DECREF_frame(f)
             f = back
-        if f != NULL:
-            Py_DECREF_frame(f)
+        if depth > self.max_frames:  # innermost frames kept, the rest stand as one marker, as everywhere
+            kept = self.max_frames - 1
+            del out[kept:]
+            out.append(omitted_frames_marker(depth - kept))
         return tuple(out)
