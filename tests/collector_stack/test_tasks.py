@@ -28,14 +28,18 @@ def test_suspended_tasks_are_reported_where_they_await():
 
     def run_loop():
         async def main():
+            asyncio.current_task().set_name("main")
             event = asyncio.Event()
             loop_holder["loop"] = asyncio.get_running_loop()
             loop_holder["event"] = event
             tasks = [asyncio.create_task(handler(event), name="request-%d" % i) for i in range(3)]
             tasks.append(asyncio.create_task(sleeper(), name="ticker"))
             await asyncio.sleep(0.01)
-            ready.set()
-            await asyncio.get_running_loop().run_in_executor(None, done.wait)
+            loop = asyncio.get_running_loop()
+            waiting = loop.run_in_executor(None, done.wait)
+            # call_soon runs after this step returns, so every task, main included, is suspended
+            loop.call_soon(ready.set)
+            await waiting
             event.set()
             for t in tasks:
                 t.cancel()
@@ -58,7 +62,7 @@ def test_suspended_tasks_are_reported_where_they_await():
         d = dict(labels)
         if "task name" in d:
             by_task.setdefault(d["task name"], []).append((stack, d, values))
-    assert set(by_task) == {"request-0", "request-1", "request-2", "ticker"}
+    assert set(by_task) == {"main", "request-0", "request-1", "request-2", "ticker"}
     stack, labels, values = by_task["request-1"][0]
     names = [f.function for f in stack]
     # leaf first: Event.wait inside wait_for_db, awaited by handler
