@@ -1,7 +1,9 @@
-"""profiler-collector-lock: Lock contention and hold-time collector (not yet built).
+"""profiler-collector-lock: sampled acquire-wait and hold times of threading and asyncio locks.
 
-This distribution installs but registers no entry point yet, so the profiler
-runs without it exactly as if it were not installed.
+The collector (``profiler_lock.collector.LockCollector``, entry point ``lock``)
+replaces ``threading.Lock``/``RLock`` with the C types of ``profiler_lock._lock``
+and ``asyncio.Lock``/``Semaphore``/``BoundedSemaphore`` with the subclasses of
+``profiler_lock.asyncio_locks`` while it runs.
 """
 
 __version__ = "0.1.0"

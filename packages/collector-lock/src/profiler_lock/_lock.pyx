@@ -1,0 +1,705 @@
+# cython: language_level=3
+"""Profiled ``Lock`` and ``RLock``: drop-in replacements for ``_thread.lock`` and ``_thread.RLock``, in C.
+
+Each type owns a ``PyThread_type_lock`` exactly as the originals do, so the
+unprofiled path is the same work plus one decrement: a process-wide countdown
+(drawn from a geometric distribution, Poisson sampling) decides which acquire is
+sampled, with no Python call and no clock read for the others. A sampled acquire
+reads the clock around the wait and records ``lock-acquire`` and
+``lock-acquire-wait``; its release records ``lock-release`` and
+``lock-release-hold``. Every recorded value is multiplied by the mean gap, so
+sums estimate the totals over all operations.
+"""
+
+cimport cython
+from cpython.ref cimport PyObject
+
+import sys as _sys
+import threading as _threading
+
+from profiler_core.events import (
+    LOCK_NAME,
+    THREAD_ID,
+    THREAD_NAME,
+    THREAD_NATIVE_ID,
+    Frame,
+    omitted_frames_marker,
+)
+
+cdef extern from "Python.h":
+    ctypedef struct PyFrameObject
+    ctypedef struct PyCodeObject
+    PyFrameObject* PyEval_GetFrame()
+    PyFrameObject* PyFrame_GetBack(PyFrameObject* frame)
+    PyCodeObject* PyFrame_GetCode(PyFrameObject* frame)
+    int PyFrame_GetLineNumber(PyFrameObject* frame)
+    int PyCode_Addr2Line(PyCodeObject* co, int byte_offset)
+    void Py_INCREF_frame "Py_INCREF" (PyFrameObject* o)
+    void Py_DECREF_frame "Py_DECREF" (PyFrameObject* o)
+    void Py_DECREF_code "Py_DECREF" (PyCodeObject* o)
+    object PyLong_FromVoidPtr(void* p)
+
+cdef extern from "pythread.h":
+    ctypedef void* PyThread_type_lock
+    ctypedef enum PyLockStatus:
+        PY_LOCK_FAILURE
+        PY_LOCK_ACQUIRED
+        PY_LOCK_INTR
+    PyThread_type_lock PyThread_allocate_lock()
+    void PyThread_free_lock(PyThread_type_lock lock)
+    PyLockStatus PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds, int intr_flag) nogil
+    void PyThread_release_lock(PyThread_type_lock lock) nogil
+    unsigned long PyThread_get_thread_ident()
+    long long PY_TIMEOUT_MAX
+
+cdef extern from *:
+    """
+    #include <time.h>
+    #if PY_VERSION_HEX >= 0x030B0000
+    static int prof_lock_lasti(PyFrameObject *f) { return PyFrame_GetLasti(f); }
+    #else
+    #include "frameobject.h"
+    /* 3.10 counts instructions, not bytes */
+    static int prof_lock_lasti(PyFrameObject *f) { return f->f_lasti * (int)sizeof(_Py_CODEUNIT); }
+    #endif
+
+    static PyObject *prof_code_filename(PyCodeObject *co) { return co->co_filename; }
+
+    static long long prof_now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    }
+
+    /* What _thread's acquire_timed does: try without releasing the GIL, then wait
+       with it released; a signal interrupts the wait, its Python handler runs, and
+       an exception from the handler (KeyboardInterrupt) ends the acquire.
+       timeout_us: -1 forever, 0 do not block, else microseconds. */
+    static PyLockStatus prof_acquire_timed(PyThread_type_lock lock, long long timeout_us) {
+        PyLockStatus r = PyThread_acquire_lock_timed(lock, 0, 0);
+        if (r == PY_LOCK_ACQUIRED || timeout_us == 0) return r;
+        long long deadline = timeout_us > 0 ? prof_now_ns() / 1000 + timeout_us : 0;
+        for (;;) {
+            Py_BEGIN_ALLOW_THREADS
+            r = PyThread_acquire_lock_timed(lock, timeout_us, 1);
+            Py_END_ALLOW_THREADS
+            if (r != PY_LOCK_INTR) return r;
+            if (Py_MakePendingCalls() < 0) return PY_LOCK_INTR;
+            if (timeout_us > 0) {
+                timeout_us = deadline - prof_now_ns() / 1000;
+                if (timeout_us <= 0) return PyThread_acquire_lock_timed(lock, 0, 0);
+            }
+        }
+    }
+    """
+    int prof_lock_lasti(PyFrameObject* f)
+    PyObject* prof_code_filename(PyCodeObject* co)  # borrowed
+    long long prof_now_ns()
+    PyLockStatus prof_acquire_timed(PyThread_type_lock lock, long long timeout_us)
+
+cdef extern from "<math.h>":
+    double log(double x)
+    double ceil(double x)
+
+cdef bint _HAS_QUALNAME = _sys.version_info >= (3, 11)
+cdef Py_ssize_t _NEVER = (<Py_ssize_t>1) << 62
+
+# Acquires left until the next sampled one; touched only with the GIL held.
+cdef Py_ssize_t _countdown = _NEVER
+cdef Sampler _sampler = None
+# Frames of these files are never a lock's creation site or name: the lock was made for the caller.
+cdef frozenset _skip_files = frozenset([_threading.__file__])
+
+
+cdef inline bint _sample_this() noexcept:
+    global _countdown
+    _countdown -= 1
+    return _countdown <= 0
+
+
+cdef inline Sampler _take_sample():
+    """After the countdown ran out: the sampler to record into (None: sampling is off), next gap drawn."""
+    global _countdown
+    cdef Sampler sampler = _sampler
+    if sampler is None:
+        _countdown = _NEVER
+        return None
+    _countdown = sampler.next_gap()
+    return sampler
+
+
+cdef long long _timeout_us(object blocking, object timeout) except -2:
+    cdef double seconds
+    cdef double us
+    if not blocking:
+        if timeout is not None and timeout == -1:
+            return 0
+        raise ValueError("can't specify a timeout for a non-blocking call")
+    if type(timeout) is int and timeout == -1:
+        return -1
+    if not isinstance(timeout, (int, float)):
+        raise TypeError("'%s' object cannot be interpreted as an integer" % type(timeout).__name__)
+    seconds = timeout
+    if seconds == -1:
+        return -1
+    if seconds < 0:
+        raise ValueError("timeout value must be positive")
+    us = ceil(seconds * 1e6)
+    if us > <double>PY_TIMEOUT_MAX:
+        raise OverflowError("timeout value is too large")
+    return <long long>us
+
+
+cdef int _wait(PyThread_type_lock lock, long long timeout_us) except -1:
+    """1 acquired, 0 timed out or would block; -1 with an exception from a signal handler."""
+    cdef PyLockStatus r = prof_acquire_timed(lock, timeout_us)
+    if r == PY_LOCK_INTR:
+        return -1
+    return 1 if r == PY_LOCK_ACQUIRED else 0
+
+
+cdef class _Site:
+    """Where a lock was created and, once found, the name it is bound to."""
+
+    cdef object code
+    cdef int lasti
+    cdef object name
+
+    cdef str lock_name(self, object lock):
+        if self.name is None:
+            self.name = _describe(self.code, self.lasti, lock)
+        return self.name
+
+
+cdef _Site _creation_site():
+    cdef _Site site = _Site.__new__(_Site)
+    cdef PyFrameObject* f = PyEval_GetFrame()
+    cdef PyFrameObject* back
+    cdef PyCodeObject* code
+    if f == NULL:
+        return site
+    Py_INCREF_frame(f)
+    while f != NULL:
+        code = PyFrame_GetCode(f)
+        if <object>prof_code_filename(code) not in _skip_files:
+            site.code = <object>code
+            site.lasti = prof_lock_lasti(f)
+            Py_DECREF_code(code)
+            Py_DECREF_frame(f)
+            return site
+        Py_DECREF_code(code)
+        back = PyFrame_GetBack(f)
+        Py_DECREF_frame(f)
+        f = back
+    return site
+
+
+def creation_site():
+    """The creation site of a lock made now by the calling code (threading's own frames skipped)."""
+    return _creation_site()
+
+
+cdef str _describe(object code, int lasti, object lock):
+    """``file:line`` of the creation site, then ``:name`` when a variable near the use holds ``lock``."""
+    if code is None:
+        where = "<unknown>:0"
+    else:
+        filename = code.co_filename
+        # no negative indexing in this module: it is compiled with wraparound off
+        where = "%s:%d" % (filename[filename.rfind("/") + 1 :], PyCode_Addr2Line(<PyCodeObject*>code, lasti))
+    name = _bound_name(lock)
+    return where if name is None else "%s:%s" % (where, name)
+
+
+cdef object _bound_name(object lock):
+    # The first frames that are not threading's own: the code using the lock.
+    try:
+        frame = _sys._getframe(0)
+    except ValueError:
+        return None
+    looked = 0
+    while frame is not None and looked < 3:
+        if frame.f_code.co_filename not in _skip_files:
+            looked += 1
+            local_vars = frame.f_locals
+            for key, value in local_vars.items():
+                if value is lock:
+                    return key
+            owner = local_vars.get("self")
+            attrs = getattr(owner, "__dict__", None) if owner is not None else None
+            if type(attrs) is dict:
+                for key, value in (<dict>attrs).items():
+                    if value is lock:
+                        return key
+            for key, value in frame.f_globals.items():
+                if value is lock:
+                    return key
+        frame = frame.f_back
+    return None
+
+
+cdef class _Entry:
+    """Sums for one (stack, labels) between two drains, already weighted."""
+
+    cdef tuple stack
+    cdef tuple labels
+    cdef long long acquires
+    cdef long long wait_ns
+    cdef long long releases
+    cdef long long hold_ns
+
+
+# Distinct (stack, thread, lock) sums kept between two drains; beyond, events go to the recorder directly.
+MAX_ENTRIES = 4096
+cdef unsigned long long _MIX = 0x100000001B3ULL
+
+
+cdef class Sampler:
+    """Records sampled lock events, each weighted by the mean gap between samples.
+
+    Events are summed here, keyed by a hash of the code objects and offsets of the
+    stack, the thread and the lock name, so a repeated event costs a stack walk
+    and a dictionary lookup; :meth:`drain` pushes the sums into the recorder
+    (the collector calls it before every flush).
+    """
+
+    cdef object push
+    cdef dict codes
+    cdef dict threads
+    cdef dict entries
+    cdef int max_frames
+    cdef double log_scale
+    cdef public double interval
+    cdef long long weight
+    cdef unsigned long long rng
+    cdef public long long errors
+
+    def __init__(self, push, double interval, int max_frames, unsigned long long seed):
+        self.push = push
+        self.codes = {}
+        self.threads = {}
+        self.entries = {}
+        self.max_frames = max_frames if max_frames > 0 else 1
+        self.rng = seed | 1
+        self.errors = 0
+        self.interval = interval if interval > 1 else 1.0
+        self.weight = <long long>(self.interval + 0.5)
+        self.log_scale = 1.0 / log(1.0 - 1.0 / self.interval) if self.interval > 1 else 0.0
+
+    cpdef Py_ssize_t next_gap(self):
+        """Acquires until the next sample: geometric with mean ``interval``."""
+        cdef double u
+        if self.interval <= 1:
+            return 1
+        self.rng ^= self.rng << 13
+        self.rng ^= self.rng >> 7
+        self.rng ^= self.rng << 17
+        u = ((self.rng >> 11) + 1) * (1.0 / 9007199254740993.0)  # in (0, 1]
+        return max(<Py_ssize_t>1, <Py_ssize_t>ceil(log(u) * self.log_scale))
+
+    cdef void record(self, bint acquire, str lock_name, long long duration_ns, int skip) noexcept:
+        """Add one acquire (wait) or release (hold) event; never raises into the lock's caller."""
+        cdef _Entry entry
+        try:
+            if duration_ns < 0:
+                duration_ns = 0
+            thread_labels = self._thread_labels()
+            key = self._stack_hash(skip) ^ (<unsigned long long>hash(lock_name) * _MIX) ^ (
+                <unsigned long long>id(thread_labels) * _MIX * _MIX
+            )
+            found = self.entries.get(key)
+            if found is None:
+                entry = _Entry.__new__(_Entry)
+                entry.stack = self._stack(skip)
+                entry.labels = thread_labels + ((LOCK_NAME, lock_name),)
+                # Building the entry ran Python code: another thread may have added the key meanwhile.
+                found = self.entries.get(key)
+                if found is None:
+                    if len(self.entries) >= MAX_ENTRIES:
+                        self._push_event(entry, acquire, duration_ns)
+                        return
+                    self.entries[key] = entry
+                else:
+                    entry = <_Entry>found
+            else:
+                entry = <_Entry>found
+            # From the lookup on, no Python code runs, so no drain can come between lookup and sum.
+            if acquire:
+                entry.acquires += self.weight
+                entry.wait_ns += duration_ns * self.weight
+            else:
+                entry.releases += self.weight
+                entry.hold_ns += duration_ns * self.weight
+        except BaseException:
+            self.errors += 1
+
+    cdef void _push_event(self, _Entry entry, bint acquire, long long duration_ns) except *:
+        if acquire:
+            values = {"lock-acquire": self.weight, "lock-acquire-wait": duration_ns * self.weight}
+        else:
+            values = {"lock-release": self.weight, "lock-release-hold": duration_ns * self.weight}
+        self.push(entry.stack, entry.labels, values)
+
+    def drain(self):
+        """Push the sums gathered since the last drain into the recorder; the number of entries pushed."""
+        cdef _Entry entry
+        entries, self.entries = self.entries, {}
+        for found in entries.values():
+            entry = <_Entry>found
+            values = {}
+            if entry.acquires:
+                values["lock-acquire"] = entry.acquires
+                values["lock-acquire-wait"] = entry.wait_ns
+            if entry.releases:
+                values["lock-release"] = entry.releases
+                values["lock-release-hold"] = entry.hold_ns
+            self.push(entry.stack, entry.labels, values)
+        return len(entries)
+
+    cdef tuple _thread_labels(self):
+        ident = PyThread_get_thread_ident()
+        thread = _threading._active.get(ident)
+        name = thread.name if thread is not None else None
+        cached = self.threads.get(ident)
+        if cached is None or (<tuple>cached)[0] != name:
+            if len(self.threads) > 10000:
+                self.threads = {}
+            native = thread.native_id if thread is not None else 0
+            labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, native or 0))
+            if name is not None:
+                labels += ((THREAD_NAME, name),)
+            cached = self.threads[ident] = (name, labels)
+        return (<tuple>cached)[1]
+
+    cdef unsigned long long _stack_hash(self, int skip):
+        """A hash of what :meth:`_stack` would return: the frames' code objects and offsets, and the depth."""
+        cdef unsigned long long h = 0xCBF29CE484222325ULL
+        cdef PyFrameObject* f = PyEval_GetFrame()
+        cdef PyFrameObject* back
+        cdef PyCodeObject* code
+        cdef unsigned long long depth = 0
+        if f == NULL:
+            return h
+        Py_INCREF_frame(f)
+        while f != NULL:
+            if skip > 0:
+                skip -= 1
+            else:
+                if depth < <unsigned long long>self.max_frames:
+                    code = PyFrame_GetCode(f)
+                    h = (h ^ <unsigned long long><size_t>code) * _MIX
+                    h = (h ^ <unsigned long long>prof_lock_lasti(f)) * _MIX
+                    Py_DECREF_code(code)
+                depth += 1
+            back = PyFrame_GetBack(f)
+            Py_DECREF_frame(f)
+            f = back
+        return (h ^ depth) * _MIX
+
+    cdef tuple _stack(self, int skip):
+        cdef list out = []
+        cdef PyFrameObject* f = PyEval_GetFrame()
+        cdef PyFrameObject* back
+        cdef PyCodeObject* code
+        cdef int depth = 0
+        if f == NULL:
+            return ()
+        if len(self.codes) > 20000:
+            self.codes = {}
+        Py_INCREF_frame(f)
+        while f != NULL:
+            if skip > 0:
+                skip -= 1
+            else:
+                if depth < self.max_frames:
+                    code = PyFrame_GetCode(f)
+                    key = PyLong_FromVoidPtr(<void*>code)
+                    entry = self.codes.get(key)
+                    if entry is None or <void*>(<tuple>entry)[0] is not <void*>code:
+                        entry = self.codes[key] = (<object>code, {})
+                    Py_DECREF_code(code)
+                    lasti = prof_lock_lasti(f)
+                    frame = (<dict>(<tuple>entry)[1]).get(lasti)
+                    if frame is None:
+                        co = (<tuple>entry)[0]
+                        frame = (<dict>(<tuple>entry)[1])[lasti] = Frame(
+                            co.co_filename, co.co_qualname if _HAS_QUALNAME else co.co_name, PyFrame_GetLineNumber(f)
+                        )
+                    out.append(frame)
+                depth += 1
+            back = PyFrame_GetBack(f)
+            Py_DECREF_frame(f)
+            f = back
+        if depth > self.max_frames:  # innermost frames kept, the rest stand as one marker, as everywhere
+            kept = self.max_frames - 1
+            del out[kept:]
+            out.append(omitted_frames_marker(depth - kept))
+        return tuple(out)
+
+
+def arm(Sampler sampler, skip_files=()):
+    """Start sampling acquires into ``sampler`` (None: stop). ``skip_files`` adds library files whose frames
+    are never a creation site (e.g. ``queue.py``: a queue's lock is named after the code making the queue)."""
+    global _sampler, _countdown, _skip_files
+    _skip_files = frozenset([_threading.__file__]) | frozenset(skip_files)
+    _sampler = sampler
+    _countdown = sampler.next_gap() if sampler is not None else _NEVER
+
+
+def take_sample():
+    """For locks written in Python (asyncio): count one acquire; whether it is to be sampled."""
+    return _sample_this() and _take_sample() is not None
+
+
+def now_ns():
+    """The monotonic clock the lock types use, in nanoseconds."""
+    return prof_now_ns()
+
+
+def record(bint acquire, _Site site, lock, long long duration_ns, int skip=0):
+    """For locks written in Python: record an acquire (wait) or release (hold) of ``lock``, skipping
+    ``skip`` frames (the lock's own) from the top of the stack."""
+    cdef Sampler sampler = _sampler
+    if sampler is not None:
+        sampler.record(acquire, site.lock_name(lock), duration_ns, skip)
+
+
+@cython.final
+cdef class Lock:
+    """``threading.Lock`` with sampled acquire-wait and hold profiling; same semantics as ``_thread.lock``."""
+
+    cdef PyThread_type_lock _lock
+    cdef bint _locked
+    cdef long long _acquired_at  # 0 unless the acquire that holds the lock was sampled
+    cdef _Site _site
+    cdef object __weakref__
+
+    def __cinit__(self):
+        self._lock = PyThread_allocate_lock()
+        if self._lock == NULL:
+            raise MemoryError("cannot allocate lock")
+        self._site = _creation_site()
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            if self._locked:
+                PyThread_release_lock(self._lock)
+            PyThread_free_lock(self._lock)
+
+    cdef int _acquire(self, long long timeout_us) except -1:
+        cdef long long start
+        cdef int got
+        cdef Sampler sampler
+        if _sample_this():
+            sampler = _take_sample()
+            if sampler is not None:
+                start = prof_now_ns()
+                got = _wait(self._lock, timeout_us)
+                if got == 1:
+                    self._locked = True
+                    sampler.record(True, self._site.lock_name(self), prof_now_ns() - start, 0)
+                    self._acquired_at = prof_now_ns()
+                return got
+                self._acquired_at = prof_now_ns()
+            return got
+        if PyThread_acquire_lock_timed(self._lock, 0, 0) == PY_LOCK_ACQUIRED:
+            got = 1
+        else:
+            got = _wait(self._lock, timeout_us)
+        if got == 1:
+            self._locked = True
+            self._acquired_at = 0
+        return got
+
+    cdef int _release(self) except -1:
+        cdef long long held_since = self._acquired_at
+        cdef long long now
+        if not self._locked:
+            raise RuntimeError("release unlocked lock")
+        if held_since:
+            now = prof_now_ns()
+        self._acquired_at = 0
+        self._locked = False
+        PyThread_release_lock(self._lock)
+        cdef Sampler sampler = _sampler
+        if held_since and sampler is not None:
+            sampler.record(False, self._site.lock_name(self), now - held_since, 0)
+        return 0
+
+    def acquire(self, blocking=True, timeout=-1):
+        """Acquire the lock, blocking or not, with an optional timeout in seconds; whether it was acquired."""
+        return self._acquire(_timeout_us(blocking, timeout)) == 1
+
+    def release(self):
+        """Release the lock (any thread may); RuntimeError if it is not locked."""
+        self._release()
+
+    def locked(self):
+        """Whether the lock is held."""
+        return self._locked
+
+    def __enter__(self):
+        return self._acquire(-1) == 1
+
+    def __exit__(self, exc_type=None, exc=None, tb=None):
+        self._release()
+
+    acquire_lock = acquire
+    release_lock = release
+    locked_lock = locked
+
+    def _at_fork_reinit(self):
+        """After fork in the child: a fresh, unlocked lock (the parent's may be held by a thread that is gone)."""
+        cdef PyThread_type_lock fresh = PyThread_allocate_lock()
+        if fresh == NULL:
+            raise MemoryError("cannot allocate lock")
+        # The old lock is leaked on purpose, as CPython does: freeing a lock that may be held is undefined.
+        self._lock = fresh
+        self._locked = False
+        self._acquired_at = 0
+
+    def __repr__(self):
+        return "<%s %s.%s object at %#x>" % (
+            "locked" if self._locked else "unlocked", type(self).__module__, type(self).__qualname__, id(self)
+        )
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle '%s.%s' object" % (type(self).__module__, type(self).__qualname__))
+
+
+cdef class RLock:
+    """``threading.RLock`` with sampled profiling of its outermost acquire and release; same semantics as
+    ``_thread.RLock``, including the ``_is_owned``/``_release_save``/``_acquire_restore`` that Condition uses."""
+
+    cdef PyThread_type_lock _lock
+    cdef unsigned long _owner
+    cdef unsigned long long _count
+    cdef long long _acquired_at
+    cdef _Site _site
+    cdef object __weakref__
+
+    def __cinit__(self, *args, **kwargs):
+        self._lock = PyThread_allocate_lock()
+        if self._lock == NULL:
+            raise MemoryError("cannot allocate lock")
+        self._site = _creation_site()
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            if self._count:
+                PyThread_release_lock(self._lock)
+            PyThread_free_lock(self._lock)
+
+    cdef int _acquire(self, long long timeout_us) except -1:
+        cdef unsigned long me = PyThread_get_thread_ident()
+        cdef long long start
+        cdef int got
+        cdef Sampler sampler
+        if self._count and self._owner == me:
+            if self._count == <unsigned long long>0xFFFFFFFFFFFFFFFF:
+                raise OverflowError("Internal lock count overflowed")
+            self._count += 1
+            return 1
+        if _sample_this():
+            sampler = _take_sample()
+            if sampler is not None:
+                start = prof_now_ns()
+                got = _wait(self._lock, timeout_us)
+                if got == 1:
+                    self._owner = me
+                    self._count = 1
+                    sampler.record(True, self._site.lock_name(self), prof_now_ns() - start, 0)
+                    self._acquired_at = prof_now_ns()
+                return got
+        if PyThread_acquire_lock_timed(self._lock, 0, 0) == PY_LOCK_ACQUIRED:
+            got = 1
+        else:
+            got = _wait(self._lock, timeout_us)
+        if got == 1:
+            self._owner = me
+            self._count = 1
+            self._acquired_at = 0
+        return got
+
+    cdef int _release_all(self) except -1:
+        """Drop ownership completely and release, recording the hold if its acquire was sampled."""
+        cdef long long held_since = self._acquired_at
+        cdef long long now
+        if held_since:
+            now = prof_now_ns()
+        self._acquired_at = 0
+        self._owner = 0
+        self._count = 0
+        PyThread_release_lock(self._lock)
+        cdef Sampler sampler = _sampler
+        if held_since and sampler is not None:
+            sampler.record(False, self._site.lock_name(self), now - held_since, 0)
+        return 0
+
+    cdef int _release(self) except -1:
+        if self._count == 0 or self._owner != PyThread_get_thread_ident():
+            raise RuntimeError("cannot release un-acquired lock")
+        if self._count > 1:
+            self._count -= 1
+            return 0
+        return self._release_all()
+
+    def acquire(self, blocking=True, timeout=-1):
+        """Acquire (again, if this thread holds it), blocking or not, with an optional timeout in seconds."""
+        return self._acquire(_timeout_us(blocking, timeout)) == 1
+
+    def release(self):
+        """Release one level; RuntimeError if this thread does not hold the lock."""
+        self._release()
+
+    def __enter__(self):
+        return self._acquire(-1) == 1
+
+    def __exit__(self, exc_type=None, exc=None, tb=None):
+        self._release()
+
+    def locked(self):
+        """Whether any thread holds the lock."""
+        return self._count > 0
+
+    def _is_owned(self):
+        return self._count > 0 and self._owner == PyThread_get_thread_ident()
+
+    def _recursion_count(self):
+        return self._count if self._owner == PyThread_get_thread_ident() else 0
+
+    def _release_save(self):
+        if self._count == 0:
+            raise RuntimeError("cannot release un-acquired lock")
+        state = (self._count, self._owner)
+        self._release_all()
+        return state
+
+    def _acquire_restore(self, state):
+        count, owner = state
+        self._acquire(-1)
+        self._owner = owner
+        self._count = count
+
+    def _at_fork_reinit(self):
+        """After fork in the child: a fresh, unowned lock."""
+        cdef PyThread_type_lock fresh = PyThread_allocate_lock()
+        if fresh == NULL:
+            raise MemoryError("cannot allocate lock")
+        self._lock = fresh  # the old one is leaked on purpose, as CPython does
+        self._owner = 0
+        self._count = 0
+        self._acquired_at = 0
+
+    def __repr__(self):
+        return "<%s %s.%s object owner=%d count=%d at %#x>" % (
+            "locked" if self._count else "unlocked",
+            type(self).__module__,
+            type(self).__qualname__,
+            self._owner,
+            self._count,
+            id(self),
+        )
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle '%s.%s' object" % (type(self).__module__, type(self).__qualname__))

@@ -1,0 +1,132 @@
+"""The lock collector: sampled acquire-wait and hold times of threading and asyncio locks."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import threading
+
+from profiler_core._log import get_logger
+from profiler_core.interfaces import Collector
+
+from profiler_lock import _lock
+from profiler_lock.import_hook import PostImportHook
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
+
+    from profiler_core.config import ProfilerConfig
+    from profiler_core.recorder import Recorder
+
+LOG = get_logger("profiler_lock")
+
+_STDLIB = os.path.dirname(threading.__file__)
+# Library files whose frames never name a lock: a queue's or a condition's lock is named after the
+# code that made the queue or the condition.
+LIBRARY_FILES = (
+    os.path.join(_STDLIB, "queue.py"),
+    os.path.join(_STDLIB, "asyncio", "locks.py"),
+    os.path.join(os.path.dirname(_lock.__file__), "asyncio_locks.py"),
+)
+
+
+def interval_for(capture_pct: float) -> float:
+    """Mean number of acquires per sample for a capture percentage (100: every acquire)."""
+    return 100.0 / capture_pct
+
+
+class LockCollector(Collector):
+    """Profiles ``threading.Lock``/``RLock`` (so ``Condition``, ``Semaphore``, ``queue.Queue``...) and
+    ``asyncio.Lock``/``Semaphore``/``BoundedSemaphore`` created while it runs.
+
+    ``DD_PROFILING_CAPTURE_PCT`` percent of acquires are sampled (Poisson, default
+    1%); each sample records ``lock-acquire``/``lock-acquire-wait`` and, at the
+    matching release, ``lock-release``/``lock-release-hold``, weighted to estimate
+    totals, labelled ``lock name`` (creation site ``file:line`` and the variable it
+    is bound to) and the thread, with the caller's stack. ``stop`` puts the
+    original types back; locks created meanwhile keep working, unprofiled.
+    """
+
+    name = "lock"
+    sample_types = ("lock-acquire", "lock-acquire-wait", "lock-release", "lock-release-hold")
+
+    def __init__(self, recorder: "Recorder", config: "ProfilerConfig") -> None:
+        super().__init__(recorder, config)
+        self.capture_pct = float(config.capture_pct)
+        self._sampler: "Optional[_lock.Sampler]" = None
+        self._saved: "List[Tuple[object, str, object]]" = []
+        self._asyncio_hook: "Optional[PostImportHook]" = None
+
+    @classmethod
+    def is_enabled(cls, config: "ProfilerConfig") -> bool:
+        """``DD_PROFILING_LOCK_ENABLED`` (default true) with a capture percentage above 0."""
+        return bool(config.lock_enabled) and float(config.capture_pct) > 0
+
+    @property
+    def running(self) -> bool:
+        """Whether the profiled types are installed."""
+        return self._sampler is not None
+
+    def start(self) -> None:
+        """Install the profiled lock types and start sampling."""
+        if self._sampler is not None or self.capture_pct <= 0:
+            return
+        self._sampler = _lock.Sampler(
+            self.recorder.push, interval_for(self.capture_pct), self.config.max_frames, random.getrandbits(64)
+        )
+        _lock.arm(self._sampler, LIBRARY_FILES)
+        self._patch(threading, "Lock", _lock.Lock)
+        if getattr(threading, "_CRLock", None) is not None:
+            self._patch(threading, "_CRLock", _lock.RLock)
+        if "asyncio" in sys.modules:
+            self._patch_asyncio(sys.modules["asyncio"])
+        else:
+            self._asyncio_hook = PostImportHook("asyncio", self._patch_asyncio)
+            self._asyncio_hook.install()
+
+    def _patch(self, owner: object, attr: str, value: object) -> None:
+        self._saved.append((owner, attr, getattr(owner, attr)))
+        setattr(owner, attr, value)
+
+    def _patch_asyncio(self, asyncio_module: object) -> None:
+        if self._sampler is None:
+            return
+        from profiler_lock.asyncio_locks import PROFILED
+        from asyncio import locks
+
+        for name, profiled in PROFILED.items():
+            self._patch(locks, name, profiled)
+            if getattr(asyncio_module, name, None) is not None:
+                self._patch(asyncio_module, name, profiled)
+
+    def stop(self) -> None:
+        """Put the original lock types back and stop sampling."""
+        if self._sampler is None:
+            return
+        if self._asyncio_hook is not None:
+            self._asyncio_hook.remove()
+            self._asyncio_hook = None
+        for owner, attr, original in reversed(self._saved):
+            setattr(owner, attr, original)
+        self._saved = []
+        _lock.arm(None)
+        if self._sampler.errors:
+            LOG.warning("lock profiler: %d samples could not be recorded", self._sampler.errors)
+        self._sampler.drain()
+        self._sampler = None
+
+    def snapshot(self) -> None:
+        """Push the sums the sampler gathered since the last flush into the recorder."""
+        sampler = self._sampler
+        if sampler is not None:
+            sampler.drain()
+
+    def stats(self) -> "Dict[str, float]":
+        """Sampling figures: the mean interval, and samples lost to errors."""
+        sampler = self._sampler
+        return {
+            "interval": interval_for(self.capture_pct),
+            "errors": float(sampler.errors) if sampler is not None else 0.0,
+        }

@@ -1,0 +1,261 @@
+"""The lock collector: what it patches and restores, and what it records."""
+
+import asyncio
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from profiler_core.config import ProfilerConfig
+from profiler_core.recorder import Recorder
+from profiler_lock import _lock
+from profiler_lock.collector import LockCollector
+
+ORIGINAL_LOCK = threading.Lock
+ORIGINAL_CRLOCK = threading._CRLock
+
+
+@pytest.fixture
+def collector():
+    recorder = Recorder()
+    c = LockCollector(recorder, ProfilerConfig(capture_pct=100.0))
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def samples(c):
+    """``{lock name: summed values}`` and the raw samples, after draining the collector."""
+    c.snapshot()
+    raw = c.recorder.flush().samples
+    by_name = {}
+    for (stack, labels), values in raw.items():
+        d = dict(labels)
+        acc = by_name.setdefault(d["lock name"], {})
+        for k, v in values.items():
+            acc[k] = acc.get(k, 0) + v
+    return by_name, raw
+
+
+def test_start_patches_and_stop_restores(collector):
+    assert threading.Lock is _lock.Lock
+    assert threading._CRLock is _lock.RLock
+    assert isinstance(threading.RLock(), _lock.RLock)
+    assert isinstance(threading.Condition()._lock, _lock.RLock)
+    assert isinstance(queue.Queue().mutex, _lock.Lock)
+    assert isinstance(threading.Semaphore()._cond._lock, _lock.Lock)
+    collector.stop()
+    assert threading.Lock is ORIGINAL_LOCK
+    assert threading._CRLock is ORIGINAL_CRLOCK
+    assert not isinstance(threading.Lock(), _lock.Lock)
+
+
+def test_lock_name_is_creation_site_and_variable(collector):
+    global module_lock
+    module_lock = threading.Lock()
+    line = sys._getframe().f_lineno - 1
+    with module_lock:
+        pass
+
+    class Holder:
+        def __init__(self):
+            self._guard = threading.RLock()
+
+        def work(self):
+            with self._guard:
+                pass
+
+    Holder().work()
+    local_lock = threading.Lock()
+    local_lock.acquire()
+    local_lock.release()
+    names = set(samples(collector)[0])
+    assert "test_lock_collector.py:%d:module_lock" % line in names
+    assert any(n.endswith(":_guard") for n in names)
+    assert any(n.endswith(":local_lock") for n in names)
+
+
+def test_values_thread_labels_and_caller_stack(collector):
+    lock = threading.Lock()
+
+    def caller():
+        with lock:
+            time.sleep(0.01)
+
+    caller()
+    by_name, raw = samples(collector)
+    (values,) = [v for n, v in by_name.items() if n.endswith(":lock")]
+    assert values["lock-acquire"] == 1 and values["lock-release"] == 1
+    assert values["lock-release-hold"] >= 10_000_000
+    for (stack, labels), _ in raw.items():
+        d = dict(labels)
+        if d["lock name"].endswith(":lock"):
+            assert stack[0].function.endswith("caller")
+            assert d["thread name"] == threading.current_thread().name
+            assert d["thread id"] == threading.get_ident()
+            assert not any("profiler_lock" in f.filename for f in stack)
+
+
+def test_unsampled_release_and_failed_acquire_record_nothing(collector):
+    lock = threading.Lock()
+    _lock.arm(None)
+    lock.acquire()  # not sampled...
+    _lock.arm(collector._sampler)
+    lock.release()  # ...so its release records nothing
+    lock.acquire()  # sampled (every acquire is, at 100%)
+    assert lock.acquire(False) is False  # sampled too, but failed: nothing
+    lock.release()
+    by_name, _ = samples(collector)
+    (values,) = [v for name, v in by_name.items() if name.endswith(":lock")]
+    assert values["lock-acquire"] == 1 and values["lock-release"] == 1
+
+
+def test_release_by_another_thread_is_recorded_there(collector):
+    lock = threading.Lock()
+    lock.acquire()
+    t = threading.Thread(target=lock.release, name="releaser")
+    t.start()
+    t.join(5)
+    _, raw = samples(collector)
+    releases = [dict(labels) for (stack, labels), v in raw.items() if "lock-release" in v]
+    releases = [r for r in releases if r["lock name"].endswith(":lock")]
+    assert [r["thread name"] for r in releases] == ["releaser"]
+
+
+def test_capture_rate_estimates_counts():
+    recorder = Recorder()
+    c = LockCollector(recorder, ProfilerConfig(capture_pct=1.0))
+    c.start()
+    try:
+        lock = threading.Lock()
+        n = 200_000
+        for _ in range(n):
+            with lock:
+                pass
+    finally:
+        c.stop()
+    by_name, _ = samples(c)
+    (values,) = [v for name, v in by_name.items() if name.endswith(":lock")]
+    assert abs(values["lock-acquire"] - n) < 0.15 * n
+    assert abs(values["lock-release"] - n) < 0.15 * n
+
+
+def test_drops_nothing_across_many_threads(collector):
+    lock = threading.Lock()
+    per_thread, nthreads = 500, 4
+
+    def work():
+        for _ in range(per_thread):
+            with lock:
+                pass
+
+    threads = [threading.Thread(target=work) for _ in range(nthreads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    by_name, _ = samples(collector)
+    (values,) = [v for name, v in by_name.items() if name.endswith(":lock")]
+    assert values["lock-acquire"] == per_thread * nthreads == values["lock-release"]
+
+
+def test_asyncio_lock_and_semaphore(collector):
+    async def main():
+        lock = asyncio.Lock()
+        sem = asyncio.BoundedSemaphore(2)
+
+        async def holder():
+            async with lock:
+                await asyncio.sleep(0.02)
+
+        async def waiter():
+            await asyncio.sleep(0)
+            async with lock:
+                pass
+
+        await asyncio.gather(holder(), waiter())
+        async with sem:
+            pass
+        with pytest.raises(ValueError):
+            sem.release()
+        return lock, sem
+
+    lock, sem = asyncio.run(main())
+    assert type(lock).__module__ == "profiler_lock.asyncio_locks"
+    by_name, _ = samples(collector)
+    (lock_values,) = [v for n, v in by_name.items() if n.endswith(":lock")]
+    assert lock_values["lock-acquire"] == 2
+    assert lock_values["lock-acquire-wait"] >= 10_000_000
+    assert lock_values["lock-release-hold"] >= 20_000_000
+    (sem_values,) = [v for n, v in by_name.items() if n.endswith(":sem")]
+    assert sem_values["lock-acquire"] == 1 and sem_values["lock-release"] == 1
+    collector.stop()
+    assert asyncio.Lock.__module__ == "asyncio.locks"
+
+
+def test_asyncio_imported_later_is_patched_then_restored():
+    code = """
+import sys, threading
+from profiler_core.config import ProfilerConfig
+from profiler_core.recorder import Recorder
+from profiler_lock.collector import LockCollector
+assert "asyncio" not in sys.modules
+c = LockCollector(Recorder(), ProfilerConfig())
+c.start()
+import asyncio
+assert asyncio.Lock.__module__ == "profiler_lock.asyncio_locks", asyncio.Lock
+assert asyncio.locks.Lock is asyncio.Lock
+c.stop()
+assert asyncio.Lock.__module__ == "asyncio.locks"
+assert not any(type(f).__name__ == "PostImportHook" for f in sys.meta_path)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_recording_errors_never_reach_the_program():
+    def broken_push(*args):
+        raise RuntimeError("recorder is broken")
+
+    sampler = _lock.Sampler(broken_push, 1.0, 64, 5)
+    _lock.arm(sampler)
+    try:
+        lock = _lock.Lock()
+        for _ in range(10):
+            with lock:
+                pass
+        with pytest.raises(RuntimeError):
+            sampler.drain()  # the collector's own call, from the scheduler: logged there
+    finally:
+        _lock.arm(None)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_threading_works_in_a_forked_child(collector):
+    event = threading.Event()  # a Condition over a profiled Lock, reinitialised by threading at fork
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            t = threading.Thread(target=event.set)
+            t.start()
+            t.join(5)
+            code = 0 if event.is_set() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_disabled_by_config():
+    assert LockCollector.is_enabled(ProfilerConfig())
+    assert not LockCollector.is_enabled(ProfilerConfig(lock_enabled=False))
+    assert not LockCollector.is_enabled(ProfilerConfig(capture_pct=0.0))
