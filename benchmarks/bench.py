@@ -22,7 +22,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PACKAGES = ["core", "collector-stack", "collector-exception", "profiler"]
+PACKAGES = ["core", "collector-stack", "collector-lock", "collector-exception", "profiler"]
 DDTRACE = "ddtrace==4.16.0"
 
 # ddtrace with only its profiler, writing files, never reaching for an agent.
@@ -132,6 +132,40 @@ def bench_workloads(python, reps, out_dir, quick):
             configs["ddtrace"][1].update({k: "false" for k in DD_STACK_ONLY if k != "DD_PROFILING_EXCEPTION_ENABLED"})
             configs["ddtrace"][1]["DD_PROFILING_STACK_ENABLED"] = "false"
         results[name] = summarize(interleave(configs, reps, lambda spec: run_reported(*spec)))
+    return results
+
+
+LOCK_WORKLOADS = {
+    # title: (arguments (full, quick))
+    "Lock, `with lock: pass`, 1 thread": (["lock", "1", "2000000"], ["lock", "1", "100000"]),
+    "RLock, `with lock: pass`, 1 thread": (["rlock", "1", "2000000"], ["rlock", "1", "100000"]),
+    "Lock, 4 threads contending": (["lock", "4", "300000"], ["lock", "4", "20000"]),
+    "RLock, 4 threads contending": (["rlock", "4", "300000"], ["rlock", "4", "20000"]),
+}
+LOCK_ONLY = {"DD_PROFILING_STACK_ENABLED": "false", "DD_PROFILING_EXCEPTION_ENABLED": "false"}
+
+
+def lock_configs(python, script, out_dir):
+    """plain; this project's lock collector alone at capture 1% (default), 0%, 10%, 100%; ddtrace's at its default."""
+    bindir = os.path.dirname(python)
+    configs = {"plain": (script, base_env())}
+    for pct in ("1", "0", "10", "100"):
+        env = dict(base_env(), DD_PROFILING_CAPTURE_PCT=pct, **LOCK_ONLY)
+        name = "profiler" if pct == "1" else "profiler %s%%" % pct
+        configs[name] = ([os.path.join(bindir, "profiler-run"), "--output", os.path.join(out_dir, "ours")] + script, env)
+    dd_env = dict(base_env(), DD_PROFILING_ENABLED="true", DD_PROFILING_OUTPUT_PPROF=os.path.join(out_dir, "dd"), **DD_QUIET)
+    dd_env.update(DD_STACK_ONLY)
+    dd_env.update({"DD_PROFILING_LOCK_ENABLED": "true", "DD_PROFILING_STACK_ENABLED": "false"})
+    configs["ddtrace"] = ([os.path.join(bindir, "ddtrace-run")] + script, dd_env)
+    return configs
+
+
+def bench_locks(python, reps, out_dir, quick):
+    """The lock collector alone on lock-heavy loops: work time per configuration."""
+    results = {}
+    for title, (full, short) in LOCK_WORKLOADS.items():
+        script = [python, os.path.join(HERE, "workloads", "locks.py")] + (short if quick else full)
+        results[title] = summarize(interleave(lock_configs(python, script, out_dir), reps, lambda spec: run_reported(*spec)))
     return results
 
 
@@ -255,7 +289,9 @@ def write_results(path, startup, workloads, rss, size, ticks, accuracy, reps):
         "",
         "Work time is measured inside each program (start-up excluded). Ratios within the spread",
         "are not distinguishable from noise on this machine. Stack collector only, unless the title",
-        "says otherwise; ddtrace records no exceptions before CPython 3.12.",
+        "says otherwise; ddtrace records no exceptions before CPython 3.12. Lock tables: the lock",
+        "collector alone, `profiler` at the default capture (1%), then at 0% (profiled types",
+        "installed, nothing sampled), 10% and 100%; ddtrace's lock profiler alone at its default (1%).",
         "",
         "## Memory and profile size (CPU-bound workload)",
         "",
@@ -293,6 +329,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as out_dir:
         startup = bench_startup(python, reps * 2, out_dir)
         workloads = bench_workloads(python, reps, out_dir, args.quick)
+        workloads.update(bench_locks(python, reps, out_dir, args.quick))
         rss, size = bench_rss_and_size(python, out_dir)
     ticks = bench_tick(python)
     accuracy = bench_accuracy(python, args.quick)

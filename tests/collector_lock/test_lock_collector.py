@@ -258,4 +258,18 @@ def test_threading_works_in_a_forked_child(collector):
 def test_disabled_by_config():
     assert LockCollector.is_enabled(ProfilerConfig())
     assert not LockCollector.is_enabled(ProfilerConfig(lock_enabled=False))
-    assert not LockCollector.is_enabled(ProfilerConfig(capture_pct=0.0))
+
+
+def test_capture_zero_installs_the_types_and_samples_nothing():
+    c = LockCollector(Recorder(), ProfilerConfig(capture_pct=0.0))
+    c.start()
+    try:
+        assert threading.Lock is _lock.Lock
+        lock = threading.Lock()
+        for _ in range(1000):
+            with lock:
+                pass
+    finally:
+        c.stop()
+    c.snapshot()
+    assert not c.recorder.flush().samples

@@ -40,7 +40,16 @@ def test_end_to_end_writes_pprof_with_expected_types_and_labels(tmp_path):
     pid_in_names = {os.path.basename(f).split(".")[1] for f in files}
     assert len(pid_in_names) == 1
     d = decode(files[-1])
-    assert [t for t, _ in d.types] == ["cpu-samples", "cpu-time", "wall-samples", "wall-time"]
+    assert [t for t, _ in d.types] == [
+        "cpu-samples",
+        "cpu-time",
+        "wall-samples",
+        "wall-time",
+        "lock-acquire",
+        "lock-acquire-wait",
+        "lock-release",
+        "lock-release-hold",
+    ]
     assert dict(d.types)["wall-time"] == "nanoseconds" and dict(d.types)["cpu-time"] == "nanoseconds"
     by_fn = d.by_function("wall-time")
     assert by_fn.get("spin_main", 0) > 0 and by_fn.get("sleep_worker", 0) > 0
@@ -96,7 +105,7 @@ def test_plugins_found_by_entry_point_run_in_the_launched_program(tmp_path):
 
     out = tmp_path / "out"
     result = run_launched(
-        ["--output", str(out), "--disable", "stack", sys.executable, "{script}"],
+        ["--output", str(out), "--disable", "stack", "--disable", "lock", sys.executable, "{script}"],
         tmp_path,
         env_extra={"PYTHONPATH": FAKE_PLUGIN},
         script=BUSY_SCRIPT,

@@ -298,20 +298,26 @@ cdef class Sampler:
         return max(<Py_ssize_t>1, <Py_ssize_t>ceil(log(u) * self.log_scale))
 
     cdef void record(self, bint acquire, str lock_name, long long duration_ns, int skip) noexcept:
-        """Add one acquire (wait) or release (hold) event; never raises into the lock's caller."""
+        """Add one acquire (wait) or release (hold) event; never raises into the lock's caller.
+
+        A sampled acquire records while holding the lock, so the common case (a
+        stack, thread and lock seen before in this period) runs no Python code: no
+        bytecode runs, so the GIL cannot pass to a thread that would then queue
+        on the lock. The key uses the thread ident, not the name: a renamed thread
+        keeps its old name until the next drain.
+        """
         cdef _Entry entry
         try:
             if duration_ns < 0:
                 duration_ns = 0
-            thread_labels = self._thread_labels()
             key = self._stack_hash(skip) ^ (<unsigned long long>hash(lock_name) * _MIX) ^ (
-                <unsigned long long>id(thread_labels) * _MIX * _MIX
+                <unsigned long long>PyThread_get_thread_ident() * _MIX * _MIX
             )
             found = self.entries.get(key)
             if found is None:
                 entry = _Entry.__new__(_Entry)
                 entry.stack = self._stack(skip)
-                entry.labels = thread_labels + ((LOCK_NAME, lock_name),)
+                entry.labels = self._thread_labels() + ((LOCK_NAME, lock_name),)
                 # Building the entry ran Python code: another thread may have added the key meanwhile.
                 found = self.entries.get(key)
                 if found is None:

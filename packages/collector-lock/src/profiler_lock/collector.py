@@ -56,26 +56,29 @@ class LockCollector(Collector):
         super().__init__(recorder, config)
         self.capture_pct = float(config.capture_pct)
         self._sampler: "Optional[_lock.Sampler]" = None
+        self._running = False
         self._saved: "List[Tuple[object, str, object]]" = []
         self._asyncio_hook: "Optional[PostImportHook]" = None
 
     @classmethod
     def is_enabled(cls, config: "ProfilerConfig") -> bool:
-        """``DD_PROFILING_LOCK_ENABLED`` (default true) with a capture percentage above 0."""
-        return bool(config.lock_enabled) and float(config.capture_pct) > 0
+        """``DD_PROFILING_LOCK_ENABLED`` (default true)."""
+        return bool(config.lock_enabled)
 
     @property
     def running(self) -> bool:
         """Whether the profiled types are installed."""
-        return self._sampler is not None
+        return self._running
 
     def start(self) -> None:
-        """Install the profiled lock types and start sampling."""
-        if self._sampler is not None or self.capture_pct <= 0:
+        """Install the profiled lock types and start sampling (at capture 0%, the types sample nothing)."""
+        if self._running:
             return
-        self._sampler = _lock.Sampler(
-            self.recorder.push, interval_for(self.capture_pct), self.config.max_frames, random.getrandbits(64)
-        )
+        self._running = True
+        if self.capture_pct > 0:
+            self._sampler = _lock.Sampler(
+                self.recorder.push, interval_for(self.capture_pct), self.config.max_frames, random.getrandbits(64)
+            )
         _lock.arm(self._sampler, LIBRARY_FILES)
         self._patch(threading, "Lock", _lock.Lock)
         if getattr(threading, "_CRLock", None) is not None:
@@ -91,7 +94,7 @@ class LockCollector(Collector):
         setattr(owner, attr, value)
 
     def _patch_asyncio(self, asyncio_module: object) -> None:
-        if self._sampler is None:
+        if not self._running:
             return
         from profiler_lock.asyncio_locks import PROFILED
         from asyncio import locks
@@ -103,8 +106,9 @@ class LockCollector(Collector):
 
     def stop(self) -> None:
         """Put the original lock types back and stop sampling."""
-        if self._sampler is None:
+        if not self._running:
             return
+        self._running = False
         if self._asyncio_hook is not None:
             self._asyncio_hook.remove()
             self._asyncio_hook = None
@@ -112,10 +116,11 @@ class LockCollector(Collector):
             setattr(owner, attr, original)
         self._saved = []
         _lock.arm(None)
-        if self._sampler.errors:
-            LOG.warning("lock profiler: %d samples could not be recorded", self._sampler.errors)
-        self._sampler.drain()
-        self._sampler = None
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            if sampler.errors:
+                LOG.warning("lock profiler: %d samples could not be recorded", sampler.errors)
+            sampler.drain()
 
     def snapshot(self) -> None:
         """Push the sums the sampler gathered since the last flush into the recorder."""
@@ -127,6 +132,6 @@ class LockCollector(Collector):
         """Sampling figures: the mean interval, and samples lost to errors."""
         sampler = self._sampler
         return {
-            "interval": interval_for(self.capture_pct),
+            "interval": interval_for(self.capture_pct) if self.capture_pct > 0 else 0.0,
             "errors": float(sampler.errors) if sampler is not None else 0.0,
         }
