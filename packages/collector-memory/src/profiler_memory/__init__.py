@@ -1,7 +1,8 @@
-"""profiler-collector-memory: Allocation and live-heap collector (not yet built).
+"""profiler-collector-memory: sampled allocations and live heap, through CPython allocator hooks.
 
-This distribution installs but registers no entry point yet, so the profiler
-runs without it exactly as if it were not installed.
+The collector (``profiler_memory.collector.MemoryCollector``, entry point
+``memory``) drives the native hooks of ``profiler_memory._memalloc``
+(``_memhook.h``).
 """
 
 __version__ = "0.1.0"

@@ -1,0 +1,355 @@
+/* Allocator hooks for the memory collector: Poisson byte sampling, allocation events, live heap.
+ *
+ * Everything here runs inside CPython's object and mem allocators, which are
+ * only ever called with the GIL held: the GIL is the lock for all the state
+ * below, and nothing here may take another lock, allocate through Python,
+ * run Python code, or drop a reference (a dealloc could run arbitrary code).
+ * A sample stores the allocating thread's frames as (code object, offset)
+ * pairs read from the interpreter's own frame list without creating frame
+ * objects; references taken on code objects are released later, at drain
+ * time, outside the allocator.
+ */
+#ifndef PROFILER_MEMHOOK_H
+#define PROFILER_MEMHOOK_H
+
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "pythread.h"
+
+#if PY_VERSION_HEX >= 0x030B0000
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1
+#define PROF_MEM_UNDEF_BUILD_CORE 1
+#endif
+#include "internal/pycore_frame.h"
+#ifdef PROF_MEM_UNDEF_BUILD_CORE
+#undef Py_BUILD_CORE
+#endif
+#else
+#include "frameobject.h"
+#endif
+
+#define PROF_MEM_MAX_FRAMES 128
+
+typedef struct {
+    PyObject *code; /* strong reference, released at drain time */
+    int lasti;      /* byte offset of the instruction */
+} prof_mem_frame;
+
+typedef struct prof_mem_tb {
+    struct prof_mem_tb *next_free; /* on the release list once nothing refers to it */
+    int refs;                      /* the events buffer and the heap table */
+    int nframes;
+    int depth;                     /* frames on the stack, nframes of them kept */
+    unsigned long thread_id;
+    size_t size;
+    double weight;                 /* 1 / probability that an allocation of this size is sampled */
+    PyObject *key;                 /* (stack, labels) built at drain time; strong, released with the tb */
+    prof_mem_frame frames[1];
+} prof_mem_tb;
+
+typedef struct {
+    void *ptr;       /* NULL: empty slot */
+    prof_mem_tb *tb;
+} prof_mem_slot;
+
+typedef struct {
+    PyMemAllocatorEx orig_obj;
+    PyMemAllocatorEx orig_mem;
+    int hooked_obj, hooked_mem;
+    int enabled;          /* 0: the hooks only pass through (stopped, or not on top of the chain) */
+    int track_allocs, track_heap;
+    int busy;             /* re-entrancy guard: never sample inside our own sampling */
+    int max_frames;
+    double mean;          /* mean bytes between samples */
+    int64_t countdown;    /* bytes until the next sample */
+    uint64_t rng;
+    /* allocation events since the last drain */
+    prof_mem_tb **events;
+    Py_ssize_t nevents, events_cap;
+    /* live sampled allocations: open addressing, linear probing, backward-shift deletion */
+    prof_mem_slot *table;
+    Py_ssize_t table_cap; /* power of two */
+    Py_ssize_t live, live_cap;
+    /* traces nobody refers to any more, freed at drain time */
+    prof_mem_tb *release_list;
+    /* counted losses */
+    Py_ssize_t dropped_events, dropped_heap, dropped_nomem;
+} prof_mem_state;
+
+static prof_mem_state prof_mem = {0};
+
+static inline double prof_mem_uniform(void) {
+    uint64_t x = prof_mem.rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    prof_mem.rng = x;
+    return ((x >> 11) + 1) * (1.0 / 9007199254740993.0); /* (0, 1] */
+}
+
+static inline int64_t prof_mem_next_gap(void) {
+    double gap = -log(prof_mem_uniform()) * prof_mem.mean;
+    if (gap < 1.0) gap = 1.0;
+    if (gap > 9.0e18) gap = 9.0e18;
+    return (int64_t)gap;
+}
+
+/* -- reading the allocating thread's stack, without allocating ----------------------------- */
+
+static int prof_mem_walk(prof_mem_frame *out, int max, int *depth) {
+    int n = 0, d = 0;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+#else
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+#endif
+    if (ts == NULL) { *depth = 0; return 0; }
+#if PY_VERSION_HEX >= 0x030B0000
+#if PY_VERSION_HEX >= 0x030D0000
+    _PyInterpreterFrame *f = ts->current_frame;
+#else
+    _PyInterpreterFrame *f = ts->cframe->current_frame;
+#endif
+    for (; f != NULL; f = f->previous) {
+        PyObject *code;
+#if PY_VERSION_HEX >= 0x030E0000
+        if (f->owner >= FRAME_OWNED_BY_INTERPRETER) continue;
+        code = PyStackRef_AsPyObjectBorrow(f->f_executable);
+        if (code == NULL || !PyCode_Check(code)) continue;
+#elif PY_VERSION_HEX >= 0x030D0000
+        if (f->owner == FRAME_OWNED_BY_CSTACK) continue;
+        code = f->f_executable;
+        if (code == NULL || !PyCode_Check(code)) continue;
+#elif PY_VERSION_HEX >= 0x030C0000
+        if (f->owner == FRAME_OWNED_BY_CSTACK) continue;
+        code = (PyObject *)f->f_code;
+#else
+        code = (PyObject *)f->f_code;
+#endif
+        if (_PyFrame_IsIncomplete(f)) continue;
+        if (n < max) {
+            out[n].code = code;
+            out[n].lasti = _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT);
+            n++;
+        }
+        d++;
+    }
+#else
+    /* 3.10: frames are objects already, linked by f_back; reading them allocates nothing */
+    for (PyFrameObject *f = ts->frame; f != NULL; f = f->f_back) {
+        if (n < max) {
+            out[n].code = (PyObject *)f->f_code;
+            out[n].lasti = f->f_lasti * (int)sizeof(_Py_CODEUNIT);
+            n++;
+        }
+        d++;
+    }
+#endif
+    *depth = d;
+    return n;
+}
+
+/* -- the live heap table ------------------------------------------------------------------- */
+
+static inline Py_ssize_t prof_mem_slot_of(void *ptr) {
+    uint64_t h = (uint64_t)(uintptr_t)ptr;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return (Py_ssize_t)(h & (uint64_t)(prof_mem.table_cap - 1));
+}
+
+static inline void prof_mem_tb_unref(prof_mem_tb *tb) {
+    if (--tb->refs == 0) {
+        tb->next_free = prof_mem.release_list;
+        prof_mem.release_list = tb;
+    }
+}
+
+static int prof_mem_heap_add(void *ptr, prof_mem_tb *tb) {
+    if (prof_mem.table == NULL || prof_mem.live >= prof_mem.live_cap) {
+        prof_mem.dropped_heap++;
+        return 0;
+    }
+    Py_ssize_t i = prof_mem_slot_of(ptr);
+    while (prof_mem.table[i].ptr != NULL) {
+        if (prof_mem.table[i].ptr == ptr) { /* a stale entry (freed behind our back): replace it */
+            prof_mem_tb_unref(prof_mem.table[i].tb);
+            prof_mem.table[i].tb = tb;
+            return 1;
+        }
+        i = (i + 1) & (prof_mem.table_cap - 1);
+    }
+    prof_mem.table[i].ptr = ptr;
+    prof_mem.table[i].tb = tb;
+    prof_mem.live++;
+    return 1;
+}
+
+/* Removes ptr if tracked; O(1) expected: the table is at most half full. */
+static inline void prof_mem_heap_remove(void *ptr) {
+    Py_ssize_t mask = prof_mem.table_cap - 1;
+    Py_ssize_t i = prof_mem_slot_of(ptr);
+    for (;;) {
+        void *p = prof_mem.table[i].ptr;
+        if (p == NULL) return;
+        if (p == ptr) break;
+        i = (i + 1) & mask;
+    }
+    prof_mem_tb_unref(prof_mem.table[i].tb);
+    /* backward-shift deletion keeps every probe sequence unbroken without tombstones: an entry
+       after the hole moves into it unless its home slot lies cyclically in (hole, entry] */
+    Py_ssize_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        void *p = prof_mem.table[j].ptr;
+        if (p == NULL) break;
+        Py_ssize_t k = prof_mem_slot_of(p);
+        int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            prof_mem.table[i] = prof_mem.table[j];
+            i = j;
+        }
+    }
+    prof_mem.table[i].ptr = NULL;
+    prof_mem.table[i].tb = NULL;
+    prof_mem.live--;
+}
+
+/* -- sampling -------------------------------------------------------------------------------- */
+
+static void prof_mem_sample(void *ptr, size_t size) {
+    prof_mem_frame frames[PROF_MEM_MAX_FRAMES];
+    int depth = 0;
+    int max = prof_mem.max_frames < PROF_MEM_MAX_FRAMES ? prof_mem.max_frames : PROF_MEM_MAX_FRAMES;
+    prof_mem.busy = 1;
+    prof_mem.countdown = prof_mem_next_gap();
+    int want_event = prof_mem.track_allocs && prof_mem.nevents < prof_mem.events_cap;
+    int want_heap = prof_mem.track_heap && prof_mem.table != NULL && prof_mem.live < prof_mem.live_cap;
+    if (prof_mem.track_allocs && !want_event) prof_mem.dropped_events++;
+    if (prof_mem.track_heap && !want_heap) prof_mem.dropped_heap++;
+    if (want_event || want_heap) {
+        int n = prof_mem_walk(frames, max, &depth);
+        prof_mem_tb *tb = (prof_mem_tb *)malloc(sizeof(prof_mem_tb) + (n > 0 ? n - 1 : 0) * sizeof(prof_mem_frame));
+        if (tb == NULL) {
+            prof_mem.dropped_nomem++;
+        } else {
+            tb->next_free = NULL;
+            tb->refs = 0;
+            tb->nframes = n;
+            tb->depth = depth;
+            tb->thread_id = PyThread_get_thread_ident();
+            tb->size = size;
+            tb->weight = size > 0 ? 1.0 / -expm1(-(double)size / prof_mem.mean) : 1.0;
+            tb->key = NULL;
+            for (int i = 0; i < n; i++) {
+                tb->frames[i] = frames[i];
+                Py_INCREF(frames[i].code);
+            }
+            if (want_event) {
+                prof_mem.events[prof_mem.nevents++] = tb;
+                tb->refs++;
+            }
+            if (want_heap) {
+                tb->refs++;
+                if (!prof_mem_heap_add(ptr, tb)) tb->refs--;
+            }
+            if (tb->refs == 0) { /* nothing kept it: release at the next drain */
+                tb->refs = 1;
+                prof_mem_tb_unref(tb);
+            }
+        }
+    }
+    prof_mem.busy = 0;
+}
+
+static inline void prof_mem_after_alloc(void *ptr, size_t size) {
+    if (ptr != NULL && prof_mem.enabled && (prof_mem.countdown -= (int64_t)size) <= 0 && !prof_mem.busy)
+        prof_mem_sample(ptr, size);
+}
+
+static inline void prof_mem_before_free(void *ptr) {
+    if (ptr != NULL && prof_mem.live > 0)
+        prof_mem_heap_remove(ptr);
+}
+
+#define PROF_MEM_HOOKS(DOMAIN, ORIG)                                                           \
+    static void *prof_mem_malloc_##DOMAIN(void *ctx, size_t size) {                           \
+        void *p = prof_mem.ORIG.malloc(prof_mem.ORIG.ctx, size);                               \
+        prof_mem_after_alloc(p, size);                                                          \
+        return p;                                                                               \
+    }                                                                                           \
+    static void *prof_mem_calloc_##DOMAIN(void *ctx, size_t nelem, size_t elsize) {            \
+        void *p = prof_mem.ORIG.calloc(prof_mem.ORIG.ctx, nelem, elsize);                      \
+        prof_mem_after_alloc(p, nelem * elsize);                                                \
+        return p;                                                                               \
+    }                                                                                           \
+    static void *prof_mem_realloc_##DOMAIN(void *ctx, void *ptr, size_t size) {                \
+        void *p = prof_mem.ORIG.realloc(prof_mem.ORIG.ctx, ptr, size);                         \
+        if (p != NULL) {                                                                        \
+            prof_mem_before_free(ptr); /* the old block is gone, moved or not */               \
+            prof_mem_after_alloc(p, size);                                                      \
+        }                                                                                       \
+        return p;                                                                               \
+    }                                                                                           \
+    static void prof_mem_free_##DOMAIN(void *ctx, void *ptr) {                                 \
+        prof_mem_before_free(ptr);                                                              \
+        prof_mem.ORIG.free(prof_mem.ORIG.ctx, ptr);                                            \
+    }
+
+PROF_MEM_HOOKS(obj, orig_obj)
+PROF_MEM_HOOKS(mem, orig_mem)
+
+/* -- installing and removing ----------------------------------------------------------------- */
+
+static int prof_mem_install(int hook_mem_domain) {
+    if (!prof_mem.hooked_obj) {
+        PyMemAllocatorEx a = {NULL, prof_mem_malloc_obj, prof_mem_calloc_obj, prof_mem_realloc_obj, prof_mem_free_obj};
+        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &prof_mem.orig_obj);
+        PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &a);
+        prof_mem.hooked_obj = 1;
+    }
+    if (hook_mem_domain && !prof_mem.hooked_mem) {
+        PyMemAllocatorEx a = {NULL, prof_mem_malloc_mem, prof_mem_calloc_mem, prof_mem_realloc_mem, prof_mem_free_mem};
+        PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &prof_mem.orig_mem);
+        PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &a);
+        prof_mem.hooked_mem = 1;
+    }
+    return 0;
+}
+
+/* Takes the hooks out when they are still on top of the allocator chain. When another
+   hook was installed over ours (tracemalloc started later), removing ours would remove
+   it too: ours stays, disabled, passing everything through. Returns 1 when removed. */
+static int prof_mem_uninstall(void) {
+    int removed = 1;
+    PyMemAllocatorEx cur;
+    prof_mem.enabled = 0;
+    if (prof_mem.hooked_obj) {
+        PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &cur);
+        if (cur.malloc == prof_mem_malloc_obj) {
+            PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &prof_mem.orig_obj);
+            prof_mem.hooked_obj = 0;
+        } else {
+            removed = 0;
+        }
+    }
+    if (prof_mem.hooked_mem) {
+        PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &cur);
+        if (cur.malloc == prof_mem_malloc_mem) {
+            PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &prof_mem.orig_mem);
+            prof_mem.hooked_mem = 0;
+        } else {
+            removed = 0;
+        }
+    }
+    return removed;
+}
+
+static int prof_mem_is_hooked(void) { return prof_mem.hooked_obj || prof_mem.hooked_mem; }
+
+#endif

@@ -1,0 +1,98 @@
+"""The memory collector: sampled allocations (``alloc-*``) and the sampled live heap (``heap-*``)."""
+
+from __future__ import annotations
+
+import random
+
+from profiler_core._log import get_logger
+from profiler_core.interfaces import Collector
+
+from profiler_memory import _memalloc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict
+
+    from profiler_core.config import ProfilerConfig
+    from profiler_core.recorder import Recorder
+
+LOG = get_logger("profiler_memory")
+
+# Bounds on native memory: allocation samples kept between two flushes, and live allocations tracked.
+MAX_EVENTS = 8192
+MAX_LIVE = 16384
+
+
+class MemoryCollector(Collector):
+    """Samples one allocation in every ``DD_PROFILING_HEAP_SAMPLE_SIZE`` bytes on average (Poisson).
+
+    Hooks CPython's object and mem allocators natively. ``DD_PROFILING_MEMORY_ENABLED``:
+    each sample adds ``alloc-samples`` and ``alloc-space``, divided by its
+    probability of being sampled, so sums estimate every allocation's count and
+    bytes. ``DD_PROFILING_HEAP_ENABLED``: sampled allocations are tracked until
+    freed, and every flush reports those still alive as ``heap-space`` (estimated
+    live bytes) and ``heap-live-samples``. Bounded: samples beyond the bounds are
+    dropped and counted (``stats()``).
+    """
+
+    name = "memory"
+    sample_types = ("alloc-samples", "alloc-space", "heap-space", "heap-live-samples")
+
+    def __init__(self, recorder: "Recorder", config: "ProfilerConfig") -> None:
+        super().__init__(recorder, config)
+        self.mean = float(config.heap_sample_size) or 1024.0 * 1024.0
+        self.allocs = bool(config.memory_enabled)
+        self.heap = bool(config.heap_enabled)
+        self._converter = _memalloc.Converter()
+        self._running = False
+        self._reported_drops = 0
+
+    @classmethod
+    def is_enabled(cls, config: "ProfilerConfig") -> bool:
+        """``DD_PROFILING_MEMORY_ENABLED`` or ``DD_PROFILING_HEAP_ENABLED`` (both default true), with a
+        sample size above 0 (``DD_PROFILING_HEAP_SAMPLE_SIZE=0`` turns the collector off, as in ddtrace)."""
+        return (bool(config.memory_enabled) or bool(config.heap_enabled)) and config.heap_sample_size > 0
+
+    def start(self) -> None:
+        """Install the allocator hooks."""
+        if self._running:
+            return
+        _memalloc.start(
+            self.mean, self.config.max_frames, self.allocs, self.heap, MAX_EVENTS, MAX_LIVE, random.getrandbits(64)
+        )
+        self._running = True
+
+    def stop(self) -> None:
+        """Remove the hooks (or leave them passing through, when another hook sits on top of them)."""
+        if not self._running:
+            return
+        self._running = False
+        self._push_allocations()
+        if not _memalloc.stop():
+            LOG.info("memory profiler stopped; its allocator hook stays under a later one, passing through")
+
+    def snapshot(self) -> None:
+        """Push the allocations sampled since the last flush and the live heap as it is now."""
+        self._push_allocations()
+        if self._running and self.heap:
+            for (stack, labels), (space, live) in _memalloc.heap_snapshot(self._converter).items():
+                self.recorder.push(stack, labels, {"heap-space": int(space + 0.5), "heap-live-samples": live})
+        stats = _memalloc.stats()
+        drops = stats["dropped_events"] + stats["dropped_heap"] + stats["dropped_nomem"]
+        if drops > self._reported_drops:
+            LOG.warning("memory profiler: %d samples dropped at its bounds so far", drops)
+            self._reported_drops = drops
+
+    def _push_allocations(self) -> None:
+        if not self.allocs:
+            return
+        for (stack, labels), (count, space) in _memalloc.drain_allocations(self._converter).items():
+            self.recorder.push(stack, labels, {"alloc-samples": int(count + 0.5), "alloc-space": int(space + 0.5)})
+
+    def after_fork_in_child(self) -> None:
+        """The parent's pending samples are not the child's; live allocations are inherited and stay tracked."""
+        _memalloc.discard_events()
+
+    def stats(self) -> "Dict[str, float]":
+        """Native counters: live tracked allocations, pending samples, drops at each bound."""
+        return _memalloc.stats()
