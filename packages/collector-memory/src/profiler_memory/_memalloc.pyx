@@ -29,14 +29,16 @@ cdef extern from "_memhook.h":
         int nframes
         int depth
         unsigned long thread_id
-        size_t size
-        double weight
         PyObject* key
         prof_mem_frame frames[1]
 
     ctypedef struct prof_mem_slot:
         void* ptr
+
+    ctypedef struct prof_mem_taken:
         prof_mem_tb* tb
+        double a
+        double b
 
     ctypedef struct prof_mem_state:
         int enabled
@@ -46,9 +48,10 @@ cdef extern from "_memhook.h":
         double mean
         int64_t countdown
         uint64_t rng
-        prof_mem_tb** events
-        Py_ssize_t nevents
-        Py_ssize_t events_cap
+        prof_mem_tb** stacks
+        Py_ssize_t stacks_cap
+        Py_ssize_t nstacks
+        Py_ssize_t stacks_max
         prof_mem_slot* table
         Py_ssize_t table_cap
         Py_ssize_t live
@@ -57,6 +60,7 @@ cdef extern from "_memhook.h":
         Py_ssize_t dropped_events
         Py_ssize_t dropped_heap
         Py_ssize_t dropped_nomem
+        unsigned long ignored_thread
 
     prof_mem_state prof_mem
     int PROF_MEM_MAX_FRAMES
@@ -64,7 +68,12 @@ cdef extern from "_memhook.h":
     int prof_mem_uninstall()
     int prof_mem_is_hooked()
     int64_t prof_mem_next_gap()
+    unsigned long PyThread_get_thread_ident()
     void prof_mem_tb_unref(prof_mem_tb* tb)
+    Py_ssize_t prof_mem_take_allocations(prof_mem_taken** out)
+    Py_ssize_t prof_mem_take_heap(prof_mem_taken** out)
+    void prof_mem_discard_allocations()
+    void prof_mem_forget_all()
 
 cdef extern from "Python.h":
     ctypedef struct PyCodeObject
@@ -73,26 +82,33 @@ cdef extern from "Python.h":
 cdef bint _HAS_QUALNAME = _sys.version_info >= (3, 11)
 
 
-def start(double mean, int max_frames, bint allocs, bint heap, Py_ssize_t max_events, Py_ssize_t max_live,
+cdef Py_ssize_t _power_of_two_above(Py_ssize_t n):
+    cdef Py_ssize_t cap = 16
+    while cap < 2 * n:
+        cap *= 2
+    return cap
+
+
+def start(double mean, int max_frames, bint allocs, bint heap, Py_ssize_t max_stacks, Py_ssize_t max_live,
           unsigned long long seed, bint hook_mem_domain=True):
     """Install the hooks: sample one allocation per ``mean`` bytes on average (Poisson), keeping up to
-    ``max_events`` allocation samples between drains and ``max_live`` tracked live allocations."""
-    cdef Py_ssize_t cap = 16
+    ``max_stacks`` distinct stacks and ``max_live`` tracked live allocations."""
     if prof_mem.enabled:
         raise RuntimeError("the memory profiler is already running")
-    if prof_mem.events == NULL:
-        prof_mem.events = <prof_mem_tb**>calloc(max(max_events, 1), sizeof(prof_mem_tb*))
-        prof_mem.events_cap = max(max_events, 1) if prof_mem.events != NULL else 0
-        prof_mem.nevents = 0
+    if prof_mem.stacks == NULL:
+        prof_mem.stacks_cap = _power_of_two_above(max(max_stacks, 1))
+        prof_mem.stacks = <prof_mem_tb**>calloc(prof_mem.stacks_cap, sizeof(prof_mem_tb*))
+        prof_mem.nstacks = 0
+        prof_mem.stacks_max = min(max(max_stacks, 1), prof_mem.stacks_cap // 2)
     if prof_mem.table == NULL:
-        while cap < 2 * max(max_live, 1):
-            cap *= 2
-        prof_mem.table = <prof_mem_slot*>calloc(cap, sizeof(prof_mem_slot))
-        prof_mem.table_cap = cap if prof_mem.table != NULL else 0
+        prof_mem.table_cap = _power_of_two_above(max(max_live, 1))
+        prof_mem.table = <prof_mem_slot*>calloc(prof_mem.table_cap, sizeof(prof_mem_slot))
         prof_mem.live = 0
-        prof_mem.live_cap = min(max(max_live, 1), cap // 2)
-    if prof_mem.events == NULL or prof_mem.table == NULL:
+        prof_mem.live_cap = min(max(max_live, 1), prof_mem.table_cap // 2)
+    if prof_mem.stacks == NULL or prof_mem.table == NULL:
         raise MemoryError("cannot allocate the memory profiler's tables")
+    prof_mem_forget_all()  # anything left by an earlier run (sampled while it was stopping)
+    _release()
     prof_mem.mean = mean if mean >= 1 else 1.0
     prof_mem.max_frames = max(1, min(max_frames, PROF_MEM_MAX_FRAMES))
     prof_mem.track_allocs = allocs
@@ -107,7 +123,8 @@ def stop():
     """Stop sampling and forget tracked live allocations; True when the hooks came off the allocators
     (False: another hook was installed over ours, which stays installed, passing everything through)."""
     removed = prof_mem_uninstall()
-    _forget_heap()
+    prof_mem_forget_all()
+    _release()
     return bool(removed)
 
 
@@ -120,25 +137,12 @@ def stats():
     """Counters: live tracked allocations, pending events, samples lost to each bound."""
     return {
         "live": prof_mem.live,
-        "events": prof_mem.nevents,
+        "stacks": prof_mem.nstacks,
         "dropped_events": prof_mem.dropped_events,
         "dropped_heap": prof_mem.dropped_heap,
         "dropped_nomem": prof_mem.dropped_nomem,
         "mean": prof_mem.mean,
     }
-
-
-cdef void _forget_heap() noexcept:
-    cdef Py_ssize_t i
-    if prof_mem.table == NULL:
-        return
-    for i in range(prof_mem.table_cap):
-        if prof_mem.table[i].ptr != NULL:
-            prof_mem_tb_unref(prof_mem.table[i].tb)
-            prof_mem.table[i].ptr = NULL
-            prof_mem.table[i].tb = NULL
-    prof_mem.live = 0
-    _release()
 
 
 cdef void _release() noexcept:
@@ -154,13 +158,9 @@ cdef void _release() noexcept:
         free(tb)
 
 
-def discard_events():
+def discard_allocations():
     """Forget pending allocation samples (a forked child does not report its parent's)."""
-    cdef Py_ssize_t i, n = prof_mem.nevents
-    prof_mem.nevents = 0
-    for i in range(n):
-        prof_mem_tb_unref(prof_mem.events[i])
-    _release()
+    prof_mem_discard_allocations()
 
 
 cdef class Converter:
@@ -216,65 +216,41 @@ cdef class Converter:
         return tuple(out)
 
 
-def drain_allocations(Converter converter):
-    """``{(stack, labels): [estimated count, estimated bytes]}`` of the allocations sampled since the last call."""
-    cdef Py_ssize_t i, n = prof_mem.nevents
-    cdef prof_mem_tb** taken
-    cdef prof_mem_tb* tb
+cdef dict _convert(Converter converter, Py_ssize_t n, prof_mem_taken* taken):
+    """Sums by (stack, labels) of what was taken; releases the references taken."""
+    cdef Py_ssize_t i
     cdef dict out = {}
-    if n == 0:
-        return out
-    # Take the events out before running any Python code: allocations made below may add new ones.
-    taken = <prof_mem_tb**>malloc(n * sizeof(prof_mem_tb*))
-    if taken == NULL:
-        raise MemoryError()
-    for i in range(n):
-        taken[i] = prof_mem.events[i]
-    prof_mem.nevents = 0
+    prof_mem.ignored_thread = PyThread_get_thread_ident()  # what this allocates is the profiler's
     try:
         for i in range(n):
-            tb = taken[i]
-            key = converter.key(tb)
+            key = converter.key(taken[i].tb)
             acc = out.get(key)
             if acc is None:
                 acc = out[key] = [0.0, 0.0]
-            acc[0] += tb.weight
-            acc[1] += tb.weight * <double>tb.size
+            acc[0] += taken[i].a
+            acc[1] += taken[i].b
     finally:
+        prof_mem.ignored_thread = 0
         for i in range(n):
-            prof_mem_tb_unref(taken[i])
+            prof_mem_tb_unref(taken[i].tb)
         free(taken)
         _release()
     return out
+
+
+def drain_allocations(Converter converter):
+    """``{(stack, labels): [estimated count, estimated bytes]}`` of the allocations sampled since the last call."""
+    cdef prof_mem_taken* taken
+    cdef Py_ssize_t n = prof_mem_take_allocations(&taken)
+    if n < 0:
+        raise MemoryError()
+    return _convert(converter, n, taken)
 
 
 def heap_snapshot(Converter converter):
     """``{(stack, labels): [estimated live bytes, live samples]}`` of the tracked allocations not yet freed."""
-    cdef Py_ssize_t i, n = 0
-    cdef prof_mem_tb** taken
-    cdef dict out = {}
-    if prof_mem.live == 0 or prof_mem.table == NULL:
-        return out
-    # Copy (and hold) the live traces first: allocations and frees made below change the table.
-    taken = <prof_mem_tb**>malloc(prof_mem.live * sizeof(prof_mem_tb*))
-    if taken == NULL:
+    cdef prof_mem_taken* taken
+    cdef Py_ssize_t n = prof_mem_take_heap(&taken)
+    if n < 0:
         raise MemoryError()
-    for i in range(prof_mem.table_cap):
-        if prof_mem.table[i].ptr != NULL and n < prof_mem.live:
-            taken[n] = prof_mem.table[i].tb
-            taken[n].refs += 1
-            n += 1
-    try:
-        for i in range(n):
-            key = converter.key(taken[i])
-            acc = out.get(key)
-            if acc is None:
-                acc = out[key] = [0.0, 0]
-            acc[0] += taken[i].weight * <double>taken[i].size
-            acc[1] += 1
-    finally:
-        for i in range(n):
-            prof_mem_tb_unref(taken[i])
-        free(taken)
-        _release()
-    return out
+    return _convert(converter, n, taken)

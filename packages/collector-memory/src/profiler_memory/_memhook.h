@@ -33,20 +33,23 @@
 #endif
 
 #define PROF_MEM_MAX_FRAMES 128
+#define PROF_MEM_FILTER_BITS (1 << 17)
 
 typedef struct {
     PyObject *code; /* strong reference, released at drain time */
     int lasti;      /* byte offset of the instruction */
 } prof_mem_frame;
 
+/* One distinct stack (of one thread), shared by every sample taken there. */
 typedef struct prof_mem_tb {
     struct prof_mem_tb *next_free; /* on the release list once nothing refers to it */
-    int refs;                      /* the events buffer and the heap table */
+    int refs;                      /* the stack table, live heap entries, a drain in progress */
     int nframes;
     int depth;                     /* frames on the stack, nframes of them kept */
     unsigned long thread_id;
-    size_t size;
-    double weight;                 /* 1 / probability that an allocation of this size is sampled */
+    uint64_t hash;
+    double alloc_count;            /* estimated allocations here since the last drain */
+    double alloc_bytes;            /* estimated bytes allocated here since the last drain */
     PyObject *key;                 /* (stack, labels) built at drain time; strong, released with the tb */
     prof_mem_frame frames[1];
 } prof_mem_tb;
@@ -54,6 +57,8 @@ typedef struct prof_mem_tb {
 typedef struct {
     void *ptr;       /* NULL: empty slot */
     prof_mem_tb *tb;
+    size_t size;
+    double weight;   /* 1 / probability that an allocation of this size is sampled */
 } prof_mem_slot;
 
 typedef struct {
@@ -63,17 +68,23 @@ typedef struct {
     int enabled;          /* 0: the hooks only pass through (stopped, or not on top of the chain) */
     int track_allocs, track_heap;
     int busy;             /* re-entrancy guard: never sample inside our own sampling */
+    unsigned long ignored_thread; /* the thread turning samples into profile data: not sampled */
     int max_frames;
     double mean;          /* mean bytes between samples */
     int64_t countdown;    /* bytes until the next sample */
     uint64_t rng;
-    /* allocation events since the last drain */
-    prof_mem_tb **events;
-    Py_ssize_t nevents, events_cap;
-    /* live sampled allocations: open addressing, linear probing, backward-shift deletion */
+    /* distinct stacks: open addressing on the stack hash, linear probing; emptied of unused
+       stacks at each drain, so it is bounded by the stacks of one period plus the live heap's */
+    prof_mem_tb **stacks;
+    Py_ssize_t stacks_cap; /* power of two */
+    Py_ssize_t nstacks, stacks_max;
+    /* live sampled allocations: open addressing on the address, backward-shift deletion */
     prof_mem_slot *table;
     Py_ssize_t table_cap; /* power of two */
     Py_ssize_t live, live_cap;
+    /* one bit per hash of the addresses tracked (set on add, rebuilt at each heap snapshot): most
+       frees are of untracked blocks, and this answers them from 16 kB, not from the 1 MB table */
+    uint64_t filter[PROF_MEM_FILTER_BITS / 64];
     /* traces nobody refers to any more, freed at drain time */
     prof_mem_tb *release_list;
     /* counted losses */
@@ -155,12 +166,36 @@ static int prof_mem_walk(prof_mem_frame *out, int max, int *depth) {
 
 /* -- the live heap table ------------------------------------------------------------------- */
 
-static inline Py_ssize_t prof_mem_slot_of(void *ptr) {
+static inline uint64_t prof_mem_hash_ptr(void *ptr) {
     uint64_t h = (uint64_t)(uintptr_t)ptr;
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
-    return (Py_ssize_t)(h & (uint64_t)(prof_mem.table_cap - 1));
+    return h;
+}
+
+static inline Py_ssize_t prof_mem_slot_of(void *ptr) {
+    return (Py_ssize_t)(prof_mem_hash_ptr(ptr) & (uint64_t)(prof_mem.table_cap - 1));
+}
+
+static inline uint64_t prof_mem_filter_bit(void *ptr) {
+    return (prof_mem_hash_ptr(ptr) >> 40) & (PROF_MEM_FILTER_BITS - 1);
+}
+
+static inline void prof_mem_filter_add(void *ptr) {
+    uint64_t b = prof_mem_filter_bit(ptr);
+    prof_mem.filter[b >> 6] |= (uint64_t)1 << (b & 63);
+}
+
+static inline int prof_mem_filter_may_hold(void *ptr) {
+    uint64_t b = prof_mem_filter_bit(ptr);
+    return (prof_mem.filter[b >> 6] >> (b & 63)) & 1;
+}
+
+static void prof_mem_filter_rebuild(void) {
+    memset(prof_mem.filter, 0, sizeof(prof_mem.filter));
+    for (Py_ssize_t i = 0; prof_mem.table != NULL && i < prof_mem.table_cap; i++)
+        if (prof_mem.table[i].ptr != NULL) prof_mem_filter_add(prof_mem.table[i].ptr);
 }
 
 static inline void prof_mem_tb_unref(prof_mem_tb *tb) {
@@ -170,23 +205,24 @@ static inline void prof_mem_tb_unref(prof_mem_tb *tb) {
     }
 }
 
-static int prof_mem_heap_add(void *ptr, prof_mem_tb *tb) {
+static int prof_mem_heap_add(void *ptr, prof_mem_tb *tb, size_t size, double weight) {
     if (prof_mem.table == NULL || prof_mem.live >= prof_mem.live_cap) {
         prof_mem.dropped_heap++;
         return 0;
     }
     Py_ssize_t i = prof_mem_slot_of(ptr);
-    while (prof_mem.table[i].ptr != NULL) {
-        if (prof_mem.table[i].ptr == ptr) { /* a stale entry (freed behind our back): replace it */
-            prof_mem_tb_unref(prof_mem.table[i].tb);
-            prof_mem.table[i].tb = tb;
-            return 1;
-        }
+    while (prof_mem.table[i].ptr != NULL && prof_mem.table[i].ptr != ptr)
         i = (i + 1) & (prof_mem.table_cap - 1);
-    }
+    if (prof_mem.table[i].ptr == ptr) /* a stale entry (freed behind our back): replace it */
+        prof_mem_tb_unref(prof_mem.table[i].tb);
+    else
+        prof_mem.live++;
+    tb->refs++;
+    prof_mem_filter_add(ptr);
     prof_mem.table[i].ptr = ptr;
     prof_mem.table[i].tb = tb;
-    prof_mem.live++;
+    prof_mem.table[i].size = size;
+    prof_mem.table[i].weight = weight;
     return 1;
 }
 
@@ -217,10 +253,57 @@ static inline void prof_mem_heap_remove(void *ptr) {
     }
     prof_mem.table[i].ptr = NULL;
     prof_mem.table[i].tb = NULL;
+    prof_mem.table[i].size = 0;
+    prof_mem.table[i].weight = 0;
     prof_mem.live--;
 }
 
 /* -- sampling -------------------------------------------------------------------------------- */
+
+static uint64_t prof_mem_hash_stack(const prof_mem_frame *frames, int n, int depth, unsigned long thread_id) {
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)thread_id;
+    for (int i = 0; i < n; i++) {
+        h = (h ^ (uint64_t)(uintptr_t)frames[i].code) * 0x100000001b3ULL;
+        h = (h ^ (uint64_t)(unsigned int)frames[i].lasti) * 0x100000001b3ULL;
+    }
+    h = (h ^ (uint64_t)depth) * 0x100000001b3ULL;
+    return h ^ (h >> 29);
+}
+
+/* The shared trace of this stack: found in the stack table, or made and added. NULL when the
+   table is full or memory is short. */
+static prof_mem_tb *prof_mem_intern(const prof_mem_frame *frames, int n, int depth, unsigned long thread_id) {
+    if (prof_mem.stacks == NULL) return NULL;
+    uint64_t h = prof_mem_hash_stack(frames, n, depth, thread_id);
+    Py_ssize_t mask = prof_mem.stacks_cap - 1;
+    Py_ssize_t i = (Py_ssize_t)(h & (uint64_t)mask);
+    prof_mem_tb *tb;
+    while ((tb = prof_mem.stacks[i]) != NULL) {
+        if (tb->hash == h && tb->nframes == n && tb->depth == depth && tb->thread_id == thread_id &&
+            memcmp(tb->frames, frames, n * sizeof(prof_mem_frame)) == 0)
+            return tb;
+        i = (i + 1) & mask;
+    }
+    if (prof_mem.nstacks >= prof_mem.stacks_max) return NULL;
+    tb = (prof_mem_tb *)malloc(sizeof(prof_mem_tb) + (n > 0 ? n - 1 : 0) * sizeof(prof_mem_frame));
+    if (tb == NULL) {
+        prof_mem.dropped_nomem++;
+        return NULL;
+    }
+    memset(tb, 0, sizeof(prof_mem_tb));
+    tb->refs = 1; /* the stack table's */
+    tb->nframes = n;
+    tb->depth = depth;
+    tb->thread_id = thread_id;
+    tb->hash = h;
+    for (int k = 0; k < n; k++) {
+        tb->frames[k] = frames[k];
+        Py_INCREF(frames[k].code);
+    }
+    prof_mem.stacks[i] = tb;
+    prof_mem.nstacks++;
+    return tb;
+}
 
 static void prof_mem_sample(void *ptr, size_t size) {
     prof_mem_frame frames[PROF_MEM_MAX_FRAMES];
@@ -228,52 +311,37 @@ static void prof_mem_sample(void *ptr, size_t size) {
     int max = prof_mem.max_frames < PROF_MEM_MAX_FRAMES ? prof_mem.max_frames : PROF_MEM_MAX_FRAMES;
     prof_mem.busy = 1;
     prof_mem.countdown = prof_mem_next_gap();
-    int want_event = prof_mem.track_allocs && prof_mem.nevents < prof_mem.events_cap;
     int want_heap = prof_mem.track_heap && prof_mem.table != NULL && prof_mem.live < prof_mem.live_cap;
-    if (prof_mem.track_allocs && !want_event) prof_mem.dropped_events++;
     if (prof_mem.track_heap && !want_heap) prof_mem.dropped_heap++;
-    if (want_event || want_heap) {
+    if (prof_mem.track_allocs || want_heap) {
         int n = prof_mem_walk(frames, max, &depth);
-        prof_mem_tb *tb = (prof_mem_tb *)malloc(sizeof(prof_mem_tb) + (n > 0 ? n - 1 : 0) * sizeof(prof_mem_frame));
+        prof_mem_tb *tb = prof_mem_intern(frames, n, depth, PyThread_get_thread_ident());
+        double weight = size > 0 ? 1.0 / -expm1(-(double)size / prof_mem.mean) : 1.0;
         if (tb == NULL) {
-            prof_mem.dropped_nomem++;
+            if (prof_mem.track_allocs) prof_mem.dropped_events++;
+            if (want_heap) prof_mem.dropped_heap++;
         } else {
-            tb->next_free = NULL;
-            tb->refs = 0;
-            tb->nframes = n;
-            tb->depth = depth;
-            tb->thread_id = PyThread_get_thread_ident();
-            tb->size = size;
-            tb->weight = size > 0 ? 1.0 / -expm1(-(double)size / prof_mem.mean) : 1.0;
-            tb->key = NULL;
-            for (int i = 0; i < n; i++) {
-                tb->frames[i] = frames[i];
-                Py_INCREF(frames[i].code);
+            if (prof_mem.track_allocs) {
+                tb->alloc_count += weight;
+                tb->alloc_bytes += weight * (double)size;
             }
-            if (want_event) {
-                prof_mem.events[prof_mem.nevents++] = tb;
-                tb->refs++;
-            }
-            if (want_heap) {
-                tb->refs++;
-                if (!prof_mem_heap_add(ptr, tb)) tb->refs--;
-            }
-            if (tb->refs == 0) { /* nothing kept it: release at the next drain */
-                tb->refs = 1;
-                prof_mem_tb_unref(tb);
-            }
+            if (want_heap) prof_mem_heap_add(ptr, tb, size, weight);
         }
     }
     prof_mem.busy = 0;
 }
 
 static inline void prof_mem_after_alloc(void *ptr, size_t size) {
-    if (ptr != NULL && prof_mem.enabled && (prof_mem.countdown -= (int64_t)size) <= 0 && !prof_mem.busy)
-        prof_mem_sample(ptr, size);
+    if (ptr != NULL && prof_mem.enabled && (prof_mem.countdown -= (int64_t)size) <= 0 && !prof_mem.busy) {
+        if (prof_mem.ignored_thread != 0 && prof_mem.ignored_thread == PyThread_get_thread_ident())
+            prof_mem.countdown = prof_mem_next_gap(); /* the profiler's own work: not the program's */
+        else
+            prof_mem_sample(ptr, size);
+    }
 }
 
 static inline void prof_mem_before_free(void *ptr) {
-    if (ptr != NULL && prof_mem.live > 0)
+    if (ptr != NULL && prof_mem.live > 0 && prof_mem_filter_may_hold(ptr))
         prof_mem_heap_remove(ptr);
 }
 
@@ -303,6 +371,104 @@ static inline void prof_mem_before_free(void *ptr) {
 
 PROF_MEM_HOOKS(obj, orig_obj)
 PROF_MEM_HOOKS(mem, orig_mem)
+
+/* -- draining, outside the allocator (GIL held, no Python code runs in these) ------------------ */
+
+typedef struct {
+    prof_mem_tb *tb; /* a reference the caller releases with prof_mem_tb_unref */
+    double a;
+    double b;
+} prof_mem_taken;
+
+/* Takes every stack's allocation sums (zeroing them) with a reference to its trace, and rebuilds
+   the stack table without the stacks nothing else refers to. Returns how many were taken, or -1
+   when memory is short (nothing changed then). */
+static Py_ssize_t prof_mem_take_allocations(prof_mem_taken **out) {
+    Py_ssize_t n = 0, kept = 0, cap = prof_mem.stacks_cap, mask = cap - 1;
+    *out = NULL;
+    if (prof_mem.stacks == NULL) return 0;
+    prof_mem_taken *taken = (prof_mem_taken *)malloc((prof_mem.nstacks + 1) * sizeof(prof_mem_taken));
+    prof_mem_tb **fresh = (prof_mem_tb **)calloc(cap, sizeof(prof_mem_tb *));
+    if (taken == NULL || fresh == NULL) {
+        free(taken);
+        free(fresh);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < cap; i++) {
+        prof_mem_tb *tb = prof_mem.stacks[i];
+        if (tb == NULL) continue;
+        int others = tb->refs - 1; /* live heap entries, drains in progress */
+        int emit = tb->alloc_count > 0;
+        if (emit) {
+            taken[n].tb = tb;
+            taken[n].a = tb->alloc_count;
+            taken[n].b = tb->alloc_bytes;
+            n++;
+            tb->alloc_count = 0;
+            tb->alloc_bytes = 0;
+        }
+        if (others > 0) {
+            Py_ssize_t j = (Py_ssize_t)(tb->hash & (uint64_t)mask);
+            while (fresh[j] != NULL) j = (j + 1) & mask;
+            fresh[j] = tb;
+            kept++;
+            if (emit) tb->refs++;
+        } else if (!emit) {
+            prof_mem_tb_unref(tb);
+        } /* else: emitted and referenced by nothing else: the table's reference passes to `taken` */
+    }
+    free(prof_mem.stacks);
+    prof_mem.stacks = fresh;
+    prof_mem.nstacks = kept;
+    *out = taken;
+    return n;
+}
+
+/* Every live tracked allocation's trace (referenced), estimated bytes and 1. -1: memory is short. */
+static Py_ssize_t prof_mem_take_heap(prof_mem_taken **out) {
+    Py_ssize_t n = 0;
+    *out = NULL;
+    if (prof_mem.table == NULL || prof_mem.live == 0) return 0;
+    prof_mem_filter_rebuild(); /* forget the bits of blocks freed since the last snapshot */
+    prof_mem_taken *taken = (prof_mem_taken *)malloc(prof_mem.live * sizeof(prof_mem_taken));
+    if (taken == NULL) return -1;
+    for (Py_ssize_t i = 0; i < prof_mem.table_cap && n < prof_mem.live; i++) {
+        prof_mem_slot *slot = &prof_mem.table[i];
+        if (slot->ptr == NULL) continue;
+        taken[n].tb = slot->tb;
+        taken[n].a = slot->weight * (double)slot->size;
+        taken[n].b = 1.0;
+        slot->tb->refs++;
+        n++;
+    }
+    *out = taken;
+    return n;
+}
+
+/* Forgets pending allocation sums (a forked child does not report its parent's). */
+static void prof_mem_discard_allocations(void) {
+    for (Py_ssize_t i = 0; prof_mem.stacks != NULL && i < prof_mem.stacks_cap; i++) {
+        if (prof_mem.stacks[i] != NULL) {
+            prof_mem.stacks[i]->alloc_count = 0;
+            prof_mem.stacks[i]->alloc_bytes = 0;
+        }
+    }
+}
+
+/* Forgets everything tracked: live allocations and stacks. */
+static void prof_mem_forget_all(void) {
+    for (Py_ssize_t i = 0; prof_mem.table != NULL && i < prof_mem.table_cap; i++) {
+        if (prof_mem.table[i].ptr != NULL) prof_mem_tb_unref(prof_mem.table[i].tb);
+    }
+    if (prof_mem.table != NULL) memset(prof_mem.table, 0, prof_mem.table_cap * sizeof(prof_mem_slot));
+    prof_mem.live = 0;
+    memset(prof_mem.filter, 0, sizeof(prof_mem.filter));
+    for (Py_ssize_t i = 0; prof_mem.stacks != NULL && i < prof_mem.stacks_cap; i++) {
+        if (prof_mem.stacks[i] != NULL) prof_mem_tb_unref(prof_mem.stacks[i]);
+        prof_mem.stacks[i] = NULL;
+    }
+    prof_mem.nstacks = 0;
+}
 
 /* -- installing and removing ----------------------------------------------------------------- */
 

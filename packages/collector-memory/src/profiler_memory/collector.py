@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 LOG = get_logger("profiler_memory")
 
-# Bounds on native memory: allocation samples kept between two flushes, and live allocations tracked.
-MAX_EVENTS = 8192
+# Bounds on native memory: distinct stacks (sums per stack between two flushes, and the stacks of
+# live allocations), and live allocations tracked.
+MAX_STACKS = 8192
 MAX_LIVE = 16384
 
 
@@ -29,7 +30,9 @@ class MemoryCollector(Collector):
     Hooks CPython's object and mem allocators natively. ``DD_PROFILING_MEMORY_ENABLED``:
     each sample adds ``alloc-samples`` and ``alloc-space``, divided by its
     probability of being sampled, so sums estimate every allocation's count and
-    bytes. ``DD_PROFILING_HEAP_ENABLED``: sampled allocations are tracked until
+    bytes. Thread names are resolved when the samples are turned into profile
+    data, at flush: a thread that ended before has its id labels only.
+    ``DD_PROFILING_HEAP_ENABLED``: sampled allocations are tracked until
     freed, and every flush reports those still alive as ``heap-space`` (estimated
     live bytes) and ``heap-live-samples``. Bounded: samples beyond the bounds are
     dropped and counted (``stats()``).
@@ -46,6 +49,7 @@ class MemoryCollector(Collector):
         self._converter = _memalloc.Converter()
         self._running = False
         self._reported_drops = 0
+        self._final_heap: "Dict" = {}
 
     @classmethod
     def is_enabled(cls, config: "ProfilerConfig") -> bool:
@@ -58,7 +62,7 @@ class MemoryCollector(Collector):
         if self._running:
             return
         _memalloc.start(
-            self.mean, self.config.max_frames, self.allocs, self.heap, MAX_EVENTS, MAX_LIVE, random.getrandbits(64)
+            self.mean, self.config.max_frames, self.allocs, self.heap, MAX_STACKS, MAX_LIVE, random.getrandbits(64)
         )
         self._running = True
 
@@ -68,6 +72,8 @@ class MemoryCollector(Collector):
             return
         self._running = False
         self._push_allocations()
+        # The heap as it is at stop, for the last profile (at exit, the scheduler flushes after stop).
+        self._final_heap = _memalloc.heap_snapshot(self._converter) if self.heap else {}
         if not _memalloc.stop():
             LOG.info("memory profiler stopped; its allocator hook stays under a later one, passing through")
 
@@ -75,8 +81,11 @@ class MemoryCollector(Collector):
         """Push the allocations sampled since the last flush and the live heap as it is now."""
         self._push_allocations()
         if self._running and self.heap:
-            for (stack, labels), (space, live) in _memalloc.heap_snapshot(self._converter).items():
-                self.recorder.push(stack, labels, {"heap-space": int(space + 0.5), "heap-live-samples": live})
+            heap = _memalloc.heap_snapshot(self._converter)
+        else:
+            heap, self._final_heap = self._final_heap, {}
+        for (stack, labels), (space, live) in heap.items():
+            self.recorder.push(stack, labels, {"heap-space": int(space + 0.5), "heap-live-samples": live})
         stats = _memalloc.stats()
         drops = stats["dropped_events"] + stats["dropped_heap"] + stats["dropped_nomem"]
         if drops > self._reported_drops:
@@ -91,7 +100,7 @@ class MemoryCollector(Collector):
 
     def after_fork_in_child(self) -> None:
         """The parent's pending samples are not the child's; live allocations are inherited and stay tracked."""
-        _memalloc.discard_events()
+        _memalloc.discard_allocations()
 
     def stats(self) -> "Dict[str, float]":
         """Native counters: live tracked allocations, pending samples, drops at each bound."""
