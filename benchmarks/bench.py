@@ -22,7 +22,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PACKAGES = ["core", "collector-stack", "collector-lock", "collector-exception", "profiler"]
+PACKAGES = ["core", "collector-stack", "collector-lock", "collector-memory", "collector-exception", "profiler"]
 DDTRACE = "ddtrace==4.16.0"
 
 # ddtrace with only its profiler, writing files, never reaching for an agent.
@@ -88,10 +88,14 @@ def base_env():
 
 
 def configs_for(python, script_args, out_dir, stack_only=True, extra=None):
-    """plain / profiler / ddtrace runs of ``script_args``; ``extra`` env applies to both profilers."""
+    """plain / profiler / ddtrace runs of ``script_args``: both profilers with only their stack collector
+    (``stack_only``) or their defaults, then ``extra`` environment for both."""
     bindir = os.path.dirname(python)
     plain = (script_args, base_env())
-    ours_env = dict(base_env(), **(extra or {}))
+    ours_env = dict(base_env())
+    if stack_only:
+        ours_env.update(DD_STACK_ONLY)
+    ours_env.update(extra or {})
     ours = ([os.path.join(bindir, "profiler-run"), "--output", os.path.join(out_dir, "ours")] + script_args, ours_env)
     dd_env = dict(base_env(), DD_PROFILING_ENABLED="true", DD_PROFILING_OUTPUT_PPROF=os.path.join(out_dir, "dd"), **DD_QUIET)
     if stack_only:
@@ -116,7 +120,19 @@ WORKLOADS = {
     "raise/catch loop, exception collector on": (
         ["exceptions.py", "2000000"],
         ["exceptions.py", "100000"],
-        {"DD_PROFILING_EXCEPTION_ENABLED": "true", "DD_PROFILING_STACK_ENABLED": "false"},
+        dict(DD_STACK_ONLY, DD_PROFILING_EXCEPTION_ENABLED="true", DD_PROFILING_STACK_ENABLED="false"),
+        False,
+    ),
+    "small dicts and lists, memory collector alone": (
+        ["allocations.py", "40"],
+        ["allocations.py", "4"],
+        {"DD_PROFILING_STACK_ENABLED": "false", "DD_PROFILING_LOCK_ENABLED": "false"},
+        False,
+    ),
+    "mixed requests on 4 threads, all collectors on": (
+        ["mixed.py", "40000"],
+        ["mixed.py", "4000"],
+        {"DD_PROFILING_EXCEPTION_ENABLED": "true"},
         False,
     ),
 }
@@ -128,9 +144,6 @@ def bench_workloads(python, reps, out_dir, quick):
         args = short if quick else full
         script = [python, os.path.join(HERE, "workloads", args[0])] + args[1:]
         configs = configs_for(python, script, out_dir, stack_only=stack_only, extra=extra)
-        if not stack_only:  # ddtrace's exception profiler only
-            configs["ddtrace"][1].update({k: "false" for k in DD_STACK_ONLY if k != "DD_PROFILING_EXCEPTION_ENABLED"})
-            configs["ddtrace"][1]["DD_PROFILING_STACK_ENABLED"] = "false"
         results[name] = summarize(interleave(configs, reps, lambda spec: run_reported(*spec)))
     return results
 
@@ -194,7 +207,7 @@ def summarize(results, base="plain"):
 
 def bench_startup(python, reps, out_dir):
     script = [python, os.path.join(HERE, "workloads", "empty.py")]
-    return summarize(interleave(configs_for(python, script, out_dir), reps, lambda spec: run_timed(*spec)))
+    return summarize(interleave(configs_for(python, script, out_dir, stack_only=False), reps, lambda spec: run_timed(*spec)))
 
 
 def bench_accuracy(python, quick):
@@ -289,7 +302,8 @@ def write_results(path, startup, workloads, rss, size, ticks, accuracy, reps):
         "",
         "Work time is measured inside each program (start-up excluded). Ratios within the spread",
         "are not distinguishable from noise on this machine. Stack collector only, unless the title",
-        "says otherwise; ddtrace records no exceptions before CPython 3.12. Lock tables: the lock",
+        "says otherwise (same collectors on both sides); ddtrace records no exceptions before CPython",
+        "3.12. Memory: allocation and heap profiles at the default sample size (1 MiB). Lock tables: the lock",
         "collector alone, `profiler` at the default capture (1%), then at 0% (profiled types",
         "installed, nothing sampled), 10% and 100%; ddtrace's lock profiler alone at its default (1%).",
         "",

@@ -80,7 +80,7 @@ def test_allocated_bytes_split_and_total_match_tracemalloc():
 
 
 def test_live_heap_shows_what_f_keeps_and_nothing_of_what_g_freed():
-    collector = MemoryCollector(Recorder(), ProfilerConfig(heap_sample_size=16 * 1024, memory_enabled=False))
+    collector = MemoryCollector(Recorder(), ProfilerConfig(heap_sample_size=16 * 1024))
     tracemalloc.start()
     collector.start()
     try:

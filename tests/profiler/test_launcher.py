@@ -49,6 +49,10 @@ def test_end_to_end_writes_pprof_with_expected_types_and_labels(tmp_path):
         "lock-acquire-wait",
         "lock-release",
         "lock-release-hold",
+        "alloc-samples",
+        "alloc-space",
+        "heap-space",
+        "heap-live-samples",
     ]
     assert dict(d.types)["wall-time"] == "nanoseconds" and dict(d.types)["cpu-time"] == "nanoseconds"
     by_fn = d.by_function("wall-time")
@@ -105,7 +109,7 @@ def test_plugins_found_by_entry_point_run_in_the_launched_program(tmp_path):
 
     out = tmp_path / "out"
     result = run_launched(
-        ["--output", str(out), "--disable", "stack", "--disable", "lock", sys.executable, "{script}"],
+        ["--output", str(out), "--disable", "stack", "--disable", "lock", "--disable", "memory", sys.executable, "{script}"],
         tmp_path,
         env_extra={"PYTHONPATH": FAKE_PLUGIN},
         script=BUSY_SCRIPT,

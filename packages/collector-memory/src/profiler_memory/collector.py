@@ -27,8 +27,7 @@ MAX_LIVE = 16384
 class MemoryCollector(Collector):
     """Samples one allocation in every ``DD_PROFILING_HEAP_SAMPLE_SIZE`` bytes on average (Poisson).
 
-    Hooks CPython's object and mem allocators natively. ``DD_PROFILING_MEMORY_ENABLED``:
-    each sample adds ``alloc-samples`` and ``alloc-space``, divided by its
+    Hooks CPython's object and mem allocators natively. Each sample adds ``alloc-samples`` and ``alloc-space``, divided by its
     probability of being sampled, so sums estimate every allocation's count and
     bytes. Thread names are resolved when the samples are turned into profile
     data, at flush: a thread that ended before has its id labels only.
@@ -44,7 +43,7 @@ class MemoryCollector(Collector):
     def __init__(self, recorder: "Recorder", config: "ProfilerConfig") -> None:
         super().__init__(recorder, config)
         self.mean = float(config.heap_sample_size) or 1024.0 * 1024.0
-        self.allocs = bool(config.memory_enabled)
+        self.allocs = True
         self.heap = bool(config.heap_enabled)
         self._converter = _memalloc.Converter()
         self._running = False
@@ -53,9 +52,9 @@ class MemoryCollector(Collector):
 
     @classmethod
     def is_enabled(cls, config: "ProfilerConfig") -> bool:
-        """``DD_PROFILING_MEMORY_ENABLED`` or ``DD_PROFILING_HEAP_ENABLED`` (both default true), with a
-        sample size above 0 (``DD_PROFILING_HEAP_SAMPLE_SIZE=0`` turns the collector off, as in ddtrace)."""
-        return (bool(config.memory_enabled) or bool(config.heap_enabled)) and config.heap_sample_size > 0
+        """``DD_PROFILING_MEMORY_ENABLED`` (default true) with a sample size above 0, as in ddtrace, where
+        ``DD_PROFILING_HEAP_ENABLED`` only chooses whether the live heap is reported too."""
+        return bool(config.memory_enabled) and config.heap_sample_size > 0
 
     def start(self) -> None:
         """Install the allocator hooks."""
