@@ -182,6 +182,52 @@ def bench_locks(python, reps, out_dir, quick):
     return results
 
 
+def serve_and_load(spec, python, seconds, out_dir):
+    """Start the web service under ``spec``, drive it for ``seconds`` from a plain process, stop it."""
+    cmd, env = spec
+    port_file = os.path.join(out_dir, "port")
+    if os.path.exists(port_file):
+        os.unlink(port_file)
+    server = subprocess.Popen(cmd + [port_file], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(port_file):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the web service did not start: %s" % " ".join(cmd))
+            time.sleep(0.02)
+        with open(port_file) as f:
+            port = f.read().strip()
+        out = subprocess.run(
+            [python, os.path.join(HERE, "load.py"), port, str(seconds)], capture_output=True, text=True, check=True
+        ).stdout
+        return json.loads(out.strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def bench_web(python, reps, out_dir, quick):
+    """Throughput and p99 latency of the web service, every profiler at its defaults."""
+    script = [python, os.path.join(HERE, "workloads", "web_service.py")]
+    configs = configs_for(python, script, out_dir, stack_only=False)
+    seconds = 1.0 if quick else 4.0
+    runs = interleave(configs, reps, lambda spec: serve_and_load(spec, python, seconds, out_dir))
+    plain_rps = statistics.median(r["rps"] for r in runs["plain"])
+    return {
+        name: {
+            "rps": statistics.median(r["rps"] for r in results),
+            "ratio": statistics.median(r["rps"] for r in results) / plain_rps,
+            "p50": statistics.median(r["p50_ms"] for r in results),
+            "p99": statistics.median(r["p99_ms"] for r in results),
+        }
+        for name, results in runs.items()
+    }
+
+
 def bench_rss_and_size(python, out_dir):
     """Peak RSS on the CPU workload, and the size of the profile each profiler wrote for it."""
     script = [python, os.path.join(HERE, "workloads", "cpu_threads.py"), "4", "200"]
@@ -250,12 +296,13 @@ fig.savefig(sys.argv[2], dpi=100)
 """
 
 
-def chart(python, workloads, startup, path):
+def chart(python, workloads, startup, web, path):
     """A PNG of the ratios to the unprofiled run (matplotlib, installed in the benchmark env)."""
     if subprocess.call([python, "-c", "import matplotlib"], stderr=subprocess.DEVNULL) != 0:
         subprocess.check_call([python, "-m", "pip", "install", "-q", "matplotlib"])
     data = {title: {k: v[1] for k, v in result.items()} for title, result in workloads.items()}
     data["start-up, empty script"] = {k: v[1] for k, v in startup.items()}
+    data["web service, time per request"] = {k: 1.0 / v["ratio"] for k, v in web.items()}
     subprocess.check_call([python, "-c", CHART, json.dumps(data), path])
 
 
@@ -272,7 +319,7 @@ def machine() -> str:
     return "%s, %d cores, %s, CPython %s" % (cpu, os.cpu_count() or 0, platform.system(), platform.python_version())
 
 
-def write_results(path, startup, workloads, rss, size, ticks, accuracy, reps):
+def write_results(path, startup, workloads, web, rss, size, ticks, accuracy, reps):
     lines = [
         "# Benchmark results",
         "",
@@ -344,11 +391,12 @@ def main() -> int:
         startup = bench_startup(python, reps * 2, out_dir)
         workloads = bench_workloads(python, reps, out_dir, args.quick)
         workloads.update(bench_locks(python, reps, out_dir, args.quick))
+        web = bench_web(python, reps, out_dir, args.quick)
         rss, size = bench_rss_and_size(python, out_dir)
     ticks = bench_tick(python)
     accuracy = bench_accuracy(python, args.quick)
-    print(write_results(args.output, startup, workloads, rss, size, ticks, accuracy, reps))
-    chart(python, workloads, startup, os.path.splitext(args.output)[0] + ".png")
+    print(write_results(args.output, startup, workloads, web, rss, size, ticks, accuracy, reps))
+    chart(python, workloads, startup, web, os.path.splitext(args.output)[0] + ".png")
     return 0
 
 
