@@ -1,4 +1,4 @@
-"""The README's main job: profile examples/demo_app.py, write pprof files, show the top functions.
+"""The README's main job: profile examples/demo_app.py, write pprof files, a flame graph page, show the top functions.
 
 Run through hatch (``hatch run demo``) or with the packages installed:
 ``python scripts/demo.py [OUTPUT_DIR]`` (default ./profiles).
@@ -33,6 +33,11 @@ def main() -> int:
         code = subprocess.call([sys.executable, "-m", "profiler.cli", "top", "--type", sample_type, "--limit", "10"] + files)
         if code:
             return code
+    html = os.path.join(out, "flamegraph.html")
+    print("\n$ profiler flamegraph %s/*.pprof -o %s" % (out, html), flush=True)
+    code = subprocess.call([sys.executable, "-m", "profiler.cli", "flamegraph", "-o", html] + files)
+    if code:
+        return code
     print("\n$ profiler top --by thread %s/*.pprof" % out, flush=True)
     return subprocess.call([sys.executable, "-m", "profiler.cli", "top", "--by", "thread"] + files)
 

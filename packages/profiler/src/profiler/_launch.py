@@ -48,7 +48,8 @@ def announce_profiles(prefix: str) -> None:
     pattern = "%s.%d.*.pprof" % (prefix, os.getpid())
     sys.stderr.write(
         "profiler: %d profile%s written to %s\nprofiler: view them with: profiler top %s\n"
-        % (len(files), "" if len(files) == 1 else "s", os.path.dirname(prefix), pattern)
+        "profiler: or as a flame graph: profiler flamegraph %s -o flamegraph.html\n"
+        % (len(files), "" if len(files) == 1 else "s", os.path.dirname(prefix), pattern, pattern)
     )
 
 

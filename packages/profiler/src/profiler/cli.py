@@ -2,7 +2,8 @@
 
 ``profiler top FILE... [--type T] [--by function|line|file|thread|LABEL] [--limit N]``
 prints flat and cumulative totals, like ``go tool pprof -top``;
-``profiler diff BASE NEW`` shows what got slower or faster;
+``profiler flamegraph FILE... -o out.html`` writes an interactive flame graph page;
+``profiler diff BASE NEW [--html out.html]`` shows what got slower or faster;
 ``profiler collapsed`` and ``profiler speedscope`` export for other viewers.
 """
 
@@ -162,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_diff.add_argument("--type", help="sample type (default: first with data in the new profile)")
     p_diff.add_argument("--by", default="function", help="function (default), line, file, thread, or any label key")
     p_diff.add_argument("--limit", type=int, default=20)
+    p_diff.add_argument("--html", help="also write a differential flame graph page (red: grew, blue: shrank)")
+    p_fg = sub.add_parser("flamegraph", help="self-contained interactive HTML flame graph (zoom, search, sample types)")
+    p_fg.add_argument("files", nargs="+", help="pprof files (gzip or not); several are merged")
+    p_fg.add_argument("--type", action="append", help="sample type(s) to include (default: all with data)")
+    p_fg.add_argument("-o", "--output", required=True, help="HTML file to write")
     p_col = sub.add_parser("collapsed", help="collapsed stacks (root;...;leaf value) for flamegraph.pl, inferno...")
     p_col.add_argument("files", nargs="+")
     p_col.add_argument("--type", help="sample type (default: first with data)")
@@ -171,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_ss.add_argument("--type", action="append", help="sample type(s) to include (default: all with data)")
     p_ss.add_argument("-o", "--output", required=True, help="file to write")
     return parser
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` as UTF-8."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -195,7 +207,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "top":
         print_top(profiles, choose_type(profiles, args.type), by, args.limit)
     elif args.command == "diff":
-        print_diff(base, profiles, choose_type(profiles, args.type), by, args.limit)
+        sample_type = choose_type(profiles, args.type)
+        print_diff(base, profiles, sample_type, by, args.limit)
+        if args.html:
+            from profiler.flamegraph import diff_html
+
+            title = "%s -> %s" % (os.path.basename(args.base), os.path.basename(args.new))
+            write_text(args.html, diff_html(base, profiles, [sample_type], title))
+            sys.stdout.write("differential flame graph: %s\n" % args.html)
+    elif args.command == "flamegraph":
+        from profiler.flamegraph import flamegraph_html, types_with_data
+
+        types = args.type or types_with_data(profiles)
+        for t in types:
+            choose_type(profiles, t)  # rejects unknown types with a clear message
+        title = os.path.basename(args.files[0]) + (" (+%d)" % (len(args.files) - 1) if len(args.files) > 1 else "")
+        write_text(args.output, flamegraph_html(profiles, types, title))
+        sys.stdout.write("flame graph: %s (open it in a browser)\n" % args.output)
     elif args.command == "collapsed":
         lines = collapsed(profiles, choose_type(profiles, args.type))
         text = "\n".join(lines) + ("\n" if lines else "")
