@@ -128,6 +128,8 @@ def test_chromium_renders_frames_and_search_and_zoom_work(known, tmp_path):
 
     status = rendered_status(out, "search=query")
     assert status["matches"] == "1" and status["matched-value"] == str(600_000_000)
+    status = rendered_status(out, "search=WEB.PY")  # file names too, any case: handle and render
+    assert status["matches"] == "2" and status["matched-value"] == str(900_000_000)
 
     status = rendered_status(out, "zoom=render")  # a real click on the frame
     assert status["zoomed"] == "render"

@@ -224,6 +224,12 @@ APP = r"""
         details.textContent = text;
       })
       .onClick(function (d) { setStatus({ zoomed: d.data.name }); })
+      .setSearchMatch(function (d, term) {  // function or file name, any case
+        if (!term) return false;
+        const t = String(term).toLowerCase();
+        const data = d.data || d;
+        return (data.name || "").toLowerCase().indexOf(t) >= 0 || (data.file || "").toLowerCase().indexOf(t) >= 0;
+      })
       .setSearchHandler(function (results, sum, total) {
         summary.textContent = searchTerm ? results.length + " frames match, " + human(sum, unit) +
           " (" + (100 * sum / (total || 1)).toFixed(1) + "%)" : "";
