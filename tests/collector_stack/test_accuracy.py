@@ -45,14 +45,23 @@ def check_single(truth, samples, name):
     assert cpu["c"] < 0.03 * ab, cpu  # c() sleeps: no meaningful CPU
 
 
+def check_single_with_one_retry(main_works, name):
+    # Another process taking this 2-core machine's CPU for a moment moves a share by a few points
+    # (about one run in twenty-five here): one fresh measurement is allowed, never a looser bound.
+    truth, samples = profile_run(main_works=main_works, worker_works=not main_works)
+    try:
+        check_single(truth, samples, name)
+    except AssertionError:
+        truth, samples = profile_run(main_works=main_works, worker_works=not main_works)
+        check_single(truth, samples, name)
+
+
 def test_main_thread_split():
-    truth, samples = profile_run(main_works=True, worker_works=False)
-    check_single(truth, samples, "MainThread")
+    check_single_with_one_retry(True, "MainThread")
 
 
 def test_worker_thread_split():
-    truth, samples = profile_run(main_works=False, worker_works=True)
-    check_single(truth, samples, "worker")
+    check_single_with_one_retry(False, "worker")
 
 
 def test_main_and_worker_at_once():
