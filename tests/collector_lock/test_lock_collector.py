@@ -273,3 +273,20 @@ def test_capture_zero_installs_the_types_and_samples_nothing():
         c.stop()
     c.snapshot()
     assert not c.recorder.flush().samples
+
+
+def test_a_name_lookup_that_fails_never_reaches_the_program(collector):
+    class Hostile:
+        @property
+        def __dict__(self):  # what the name lookup reads on `self`
+            raise RuntimeError("no dict for you")
+
+        def work(self, holder):
+            with holder[0]:  # the lock is in no variable of this frame: `self` is looked at
+                return True
+
+    holder = [threading.Lock()]
+    line = sys._getframe().f_lineno - 1
+    assert Hostile().work(holder) is True
+    names = set(samples(collector)[0])
+    assert "test_lock_collector.py:%d" % line in names

@@ -165,9 +165,13 @@ cdef class _Site:
     cdef int lasti
     cdef object name
 
-    cdef str lock_name(self, object lock):
+    cdef str lock_name(self, object lock) noexcept:
+        """The lock's label, computed once; never raises into the lock's caller."""
         if self.name is None:
-            self.name = _describe(self.code, self.lasti, lock)
+            try:
+                self.name = _describe(self.code, self.lasti, lock)
+            except BaseException:
+                self.name = "<unknown>:0"
         return self.name
 
 
@@ -207,7 +211,10 @@ cdef str _describe(object code, int lasti, object lock):
         filename = code.co_filename
         # no negative indexing in this module: it is compiled with wraparound off
         where = "%s:%d" % (filename[filename.rfind("/") + 1 :], PyCode_Addr2Line(<PyCodeObject*>code, lasti))
-    name = _bound_name(lock)
+    try:
+        name = _bound_name(lock)
+    except Exception:  # a frame whose locals cannot be read: the creation site alone
+        name = None
     return where if name is None else "%s:%s" % (where, name)
 
 
@@ -470,6 +477,33 @@ def record(bint acquire, _Site site, lock, long long duration_ns, int skip=0):
         sampler.record(acquire, site.lock_name(lock), duration_ns, skip)
 
 
+cdef inline int _wait_maybe_timed(PyThread_type_lock lock, long long timeout_us, Sampler sampler,
+                                  long long* start) except -1:
+    """Acquire for ``Lock``/``RLock``: unsampled, a try without the clock first; sampled, the clock read
+    into ``start`` before the wait. 1 acquired, 0 not, -1 an exception from a signal handler."""
+    if sampler is None:
+        if PyThread_acquire_lock_timed(lock, 0, 0) == PY_LOCK_ACQUIRED:
+            return 1
+        return _wait(lock, timeout_us)
+    start[0] = prof_now_ns()
+    return _wait(lock, timeout_us)
+
+
+cdef inline long long _acquired(Sampler sampler, _Site site, object lock, long long start) noexcept:
+    """After a successful acquire: record its wait when sampled; when its hold starts (0: not sampled)."""
+    if sampler is None:
+        return 0
+    sampler.record(True, site.lock_name(lock), prof_now_ns() - start, 0)
+    return prof_now_ns()
+
+
+cdef void _released(_Site site, object lock, long long held_ns) noexcept:
+    """Record the hold of a lock whose acquire was sampled, into the sampler armed now (if any)."""
+    cdef Sampler sampler = _sampler
+    if sampler is not None:
+        sampler.record(False, site.lock_name(lock), held_ns, 0)
+
+
 @cython.final
 cdef class Lock:
     """``threading.Lock`` with sampled acquire-wait and hold profiling; same semantics as ``_thread.lock``."""
@@ -493,43 +527,24 @@ cdef class Lock:
             PyThread_free_lock(self._lock)
 
     cdef int _acquire(self, long long timeout_us) except -1:
-        cdef long long start
-        cdef int got
-        cdef Sampler sampler
-        if _sample_this():
-            sampler = _take_sample()
-            if sampler is not None:
-                start = prof_now_ns()
-                got = _wait(self._lock, timeout_us)
-                if got == 1:
-                    self._locked = True
-                    sampler.record(True, self._site.lock_name(self), prof_now_ns() - start, 0)
-                    self._acquired_at = prof_now_ns()
-                return got
-                self._acquired_at = prof_now_ns()
-            return got
-        if PyThread_acquire_lock_timed(self._lock, 0, 0) == PY_LOCK_ACQUIRED:
-            got = 1
-        else:
-            got = _wait(self._lock, timeout_us)
+        cdef Sampler sampler = _take_sample() if _sample_this() else None
+        cdef long long start = 0
+        cdef int got = _wait_maybe_timed(self._lock, timeout_us, sampler, &start)
         if got == 1:
             self._locked = True
-            self._acquired_at = 0
+            self._acquired_at = _acquired(sampler, self._site, self, start)
         return got
 
     cdef int _release(self) except -1:
         cdef long long held_since = self._acquired_at
-        cdef long long now
         if not self._locked:
             raise RuntimeError("release unlocked lock")
-        if held_since:
-            now = prof_now_ns()
+        cdef long long now = prof_now_ns() if held_since else 0
         self._acquired_at = 0
         self._locked = False
         PyThread_release_lock(self._lock)
-        cdef Sampler sampler = _sampler
-        if held_since and sampler is not None:
-            sampler.record(False, self._site.lock_name(self), now - held_since, 0)
+        if held_since:
+            _released(self._site, self, now - held_since)
         return 0
 
     def acquire(self, blocking=True, timeout=-1):
@@ -598,48 +613,30 @@ cdef class RLock:
 
     cdef int _acquire(self, long long timeout_us) except -1:
         cdef unsigned long me = PyThread_get_thread_ident()
-        cdef long long start
-        cdef int got
-        cdef Sampler sampler
         if self._count and self._owner == me:
             if self._count == <unsigned long long>0xFFFFFFFFFFFFFFFF:
                 raise OverflowError("Internal lock count overflowed")
             self._count += 1
             return 1
-        if _sample_this():
-            sampler = _take_sample()
-            if sampler is not None:
-                start = prof_now_ns()
-                got = _wait(self._lock, timeout_us)
-                if got == 1:
-                    self._owner = me
-                    self._count = 1
-                    sampler.record(True, self._site.lock_name(self), prof_now_ns() - start, 0)
-                    self._acquired_at = prof_now_ns()
-                return got
-        if PyThread_acquire_lock_timed(self._lock, 0, 0) == PY_LOCK_ACQUIRED:
-            got = 1
-        else:
-            got = _wait(self._lock, timeout_us)
+        cdef Sampler sampler = _take_sample() if _sample_this() else None
+        cdef long long start = 0
+        cdef int got = _wait_maybe_timed(self._lock, timeout_us, sampler, &start)
         if got == 1:
             self._owner = me
             self._count = 1
-            self._acquired_at = 0
+            self._acquired_at = _acquired(sampler, self._site, self, start)
         return got
 
     cdef int _release_all(self) except -1:
         """Drop ownership completely and release, recording the hold if its acquire was sampled."""
         cdef long long held_since = self._acquired_at
-        cdef long long now
-        if held_since:
-            now = prof_now_ns()
+        cdef long long now = prof_now_ns() if held_since else 0
         self._acquired_at = 0
         self._owner = 0
         self._count = 0
         PyThread_release_lock(self._lock)
-        cdef Sampler sampler = _sampler
-        if held_since and sampler is not None:
-            sampler.record(False, self._site.lock_name(self), now - held_since, 0)
+        if held_since:
+            _released(self._site, self, now - held_since)
         return 0
 
     cdef int _release(self) except -1:
