@@ -8,7 +8,17 @@ import os
 from collections import defaultdict
 from typing import Dict, List, Optional
 
-from profiler_core.pprof import profile_pb2
+from profiler_core.pprof import encode_profile, profile_pb2
+from profiler_core.recorder import Recorder
+
+
+def write_profile(path, pushes) -> str:
+    """Write a gzip pprof file of ``pushes`` (``(stack, labels, values)`` each), as the file exporter does."""
+    recorder = Recorder()
+    for stack, labels, values in pushes:
+        recorder.push(stack, labels, values)
+    path.write_bytes(gzip.compress(encode_profile(recorder.flush())))
+    return str(path)
 
 
 def read_profile(path: str):

@@ -8,6 +8,7 @@ from profiler.pprof_reader import load
 from profiler_core.events import Frame
 from profiler_core.pprof import encode_profile
 from profiler_core.recorder import Recorder
+from pprof_helpers import write_profile as write
 
 MAIN = Frame("/app/main.py", "main", 10)
 HANDLE = Frame("/app/web.py", "handle", 20)
@@ -15,12 +16,6 @@ QUERY = Frame("/app/db.py", "query", 30)
 RENDER = Frame("/app/web.py", "render", 40)
 
 
-def write(path, pushes):
-    r = Recorder()
-    for stack, labels, values in pushes:
-        r.push(stack, labels, values)
-    path.write_bytes(gzip.compress(encode_profile(r.flush())))
-    return str(path)
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """``profiler flamegraph``: the call tree it draws, and the page rendered in headless Chromium."""
 
-import gzip
 import json
 import re
 import shutil
@@ -11,9 +10,8 @@ import pytest
 from profiler.cli import main
 from profiler.flamegraph import build_tree, diff_tree
 from profiler.pprof_reader import load
+from pprof_helpers import write_profile
 from profiler_core.events import Frame
-from profiler_core.pprof import encode_profile
-from profiler_core.recorder import Recorder
 
 MAIN = Frame("/app/main.py", "main", 10)
 HANDLE = Frame("/app/web.py", "handle", 20)
@@ -22,11 +20,8 @@ RENDER = Frame("/app/web.py", "render", 40)
 
 
 def write(path, pushes):
-    r = Recorder()
-    for stack, values in pushes:
-        r.push(stack, (), values)
-    path.write_bytes(gzip.compress(encode_profile(r.flush())))
-    return str(path)
+    """A profile of ``(stack, values)`` pushes, without labels."""
+    return write_profile(path, [(stack, (), values) for stack, values in pushes])
 
 
 @pytest.fixture
