@@ -29,6 +29,12 @@ def counts(samples):
     return out
 
 
+def flushed(collector):
+    """What the scheduler would export now: the collector's counts drained, then the recorder flushed."""
+    collector.snapshot()
+    return collector.recorder.flush()
+
+
 @pytest.fixture
 def collector():
     recorder = Recorder()
@@ -45,7 +51,7 @@ def test_counts_per_type_and_stack_within_15_percent(collector):
             f()
         for _ in range(1000):
             g()
-    got = counts(collector.recorder.flush().samples)
+    got = counts(flushed(collector).samples)
     assert got.get(("builtins.ValueError", "f"), 0) == pytest.approx(3000 * rounds, rel=0.15), got
     assert got.get(("builtins.KeyError", "g"), 0) == pytest.approx(1000 * rounds, rel=0.15), got
 
@@ -68,7 +74,7 @@ def test_labels_threads_and_user_types(collector):
             raise CustomNew("x")
         except CustomNew:
             pass
-    samples = collector.recorder.flush().samples
+    samples = flushed(collector).samples
     by_type = {}
     for (stack, labels), values in samples.items():
         d = dict(labels)
@@ -93,7 +99,7 @@ def test_control_flow_exceptions_are_not_counted(collector):
             raise StopIteration
         except StopIteration:
             pass
-    names = {dict(labels)["exception type"] for (_s, labels) in collector.recorder.flush().samples}
+    names = {dict(labels)["exception type"] for (_s, labels) in flushed(collector).samples}
     assert "builtins.StopIteration" not in names and "builtins.GeneratorExit" not in names
 
 
@@ -197,3 +203,25 @@ def test_deep_stacks_keep_the_innermost_frames_and_mark_the_rest():
     assert len(stack) == 5
     assert [f.function.rsplit(".", 1)[-1] for f in stack[:4]] == ["dive"] * 4
     assert stack[4].function.endswith(" frames omitted>") and int(stack[4].function.split()[0][1:]) > 26
+
+
+def test_counts_beyond_the_entry_bound_go_straight_to_the_recorder(collector, monkeypatch):
+    monkeypatch.setattr(_native, "MAX_ENTRIES", 3)
+    collector.set_interval(1)
+    namespace = {}
+    for i in range(10):  # ten raising functions: ten distinct stacks, three of them summed natively
+        exec("def raiser_%d():\n    try:\n        raise OSError()\n    except OSError:\n        pass\n" % i, namespace)
+    for _ in range(4):
+        for i in range(10):
+            namespace["raiser_%d" % i]()
+    overflow = collector.recorder.flush().samples
+    # Not drained yet: only what did not fit is there (at least 7 raisers; at interval 1 any other
+    # exception raised meanwhile, e.g. by the interpreter's own Python code, takes an entry too).
+    assert sum(stack[0].function.startswith("raiser_") for (stack, _labels) in overflow) >= 7
+    got = {}
+    for samples in (overflow, flushed(collector).samples):
+        for (stack, _labels), values in samples.items():
+            if stack and stack[0].function.startswith("raiser_"):
+                got[stack[0].function] = got.get(stack[0].function, 0) + values["exception-samples"]
+    assert got == {"raiser_%d" % i: 4 for i in range(10)}
+    assert collector.stats()["errors"] == 0

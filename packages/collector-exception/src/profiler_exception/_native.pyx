@@ -14,7 +14,8 @@ cdef extern from *:
     static PyTypeObject *prof_types[PROF_TABLE];
     static newfunc prof_orig[PROF_TABLE];
     static Py_ssize_t prof_countdown = 1;
-    static PyObject *prof_on_sample = NULL;  /* callable(exception) -> next countdown */
+    /* Records one sampled exception and returns the next countdown; never raises. NULL: disarmed. */
+    static Py_ssize_t (*prof_on_sample)(PyObject *exc) = NULL;
     static int prof_busy = 0;
 
     static PyObject *prof_hook_new(PyTypeObject *t, PyObject *a, PyObject *k);
@@ -71,11 +72,7 @@ cdef extern from *:
         PyObject *r = orig(t, a, k);
         if (r != NULL && --prof_countdown <= 0 && prof_on_sample != NULL && !prof_busy) {
             prof_busy = 1;
-            PyObject *next = PyObject_CallOneArg(prof_on_sample, r);
-            if (next != NULL) {
-                prof_countdown = PyLong_AsSsize_t(next);
-                Py_DECREF(next);
-            }
+            prof_countdown = prof_on_sample(r);
             if (PyErr_Occurred()) PyErr_Clear();  /* ours, never the program's: r is a success */
             if (prof_countdown <= 0) prof_countdown = 1;
             prof_busy = 0;
@@ -96,26 +93,40 @@ cdef extern from *:
         newfunc orig = prof_original(t);
         if (orig != NULL) { t->tp_new = orig; PyType_Modified(t); }
     }
-    static void prof_set_callback(PyObject *cb, Py_ssize_t countdown) {
-        Py_XINCREF(cb);
-        Py_XSETREF(prof_on_sample, cb);
+    typedef Py_ssize_t (*prof_sample_fn)(PyObject *exc);
+    static void prof_set_callback(prof_sample_fn cb, Py_ssize_t countdown) {
+        prof_on_sample = cb;
         prof_countdown = countdown > 0 ? countdown : 1;
     }
     """
+    ctypedef Py_ssize_t (*prof_sample_fn)(object exc) noexcept
     int prof_install(type t) except -1
     void prof_uninstall(type t)
     int prof_is_hooked(type t)
-    void prof_set_callback(object cb, Py_ssize_t countdown)
+    void prof_set_callback(prof_sample_fn cb, Py_ssize_t countdown)
     void prof_forget_all()
 
 
-def install(types, on_sample, Py_ssize_t first_countdown):
-    """Hook the C constructors of ``types``; ``on_sample(exception)`` runs for sampled ones and returns the next countdown.
+# The one armed recorder, for the C paths (constructor hook and RAISE callback).
+cdef SampleRecorder _armed = None
+
+
+cdef Py_ssize_t _sample_armed(object exc) noexcept:
+    cdef SampleRecorder recorder = _armed
+    if recorder is None:
+        return 1 << 30
+    return recorder.sample(exc)
+
+
+def install(types, SampleRecorder recorder, Py_ssize_t first_countdown):
+    """Hook the C constructors of ``types``; ``recorder`` records the sampled exceptions.
 
     Returns the types actually hooked.
     """
+    global _armed
     hooked = []
-    prof_set_callback(on_sample, first_countdown)
+    _armed = recorder
+    prof_set_callback(_sample_armed, first_countdown)
     for t in types:
         if prof_install(t) == 1:
             hooked.append(t)
@@ -124,7 +135,9 @@ def install(types, on_sample, Py_ssize_t first_countdown):
 
 def uninstall(types):
     """Give ``types`` (and any type that inherited the hook) their constructors back; stop sampling."""
-    prof_set_callback(None, 1)
+    global _armed
+    prof_set_callback(NULL, 1)
+    _armed = None
     for t in types:
         prof_uninstall(t)
     prof_forget_all()
@@ -136,12 +149,12 @@ def is_hooked(type t):
 
 
 cdef Py_ssize_t _raise_countdown = 1
-cdef object _raise_record = None
+cdef SampleRecorder _raise_record = None
 cdef tuple _CONTROL_FLOW = (StopIteration, StopAsyncIteration, GeneratorExit)
 
 
-def set_raise_sampling(record, Py_ssize_t countdown):
-    """Arm (``record`` callable(exception) -> next countdown) or disarm (None) :func:`on_raise`."""
+def set_raise_sampling(SampleRecorder record, Py_ssize_t countdown):
+    """Arm (``record``) or disarm (None) :func:`on_raise`."""
     global _raise_record, _raise_countdown
     _raise_record = record
     _raise_countdown = countdown if countdown > 0 else 1
@@ -156,10 +169,7 @@ def on_raise(code, offset, exc):
     if isinstance(exc, _CONTROL_FLOW):
         _raise_countdown = 1  # control flow, not an error: the sample goes to the next exception
         return None
-    try:
-        _raise_countdown = _raise_record(exc)
-    except Exception:
-        _raise_countdown = 1000
+    _raise_countdown = _raise_record.sample(exc)
     return None
 
 
@@ -224,12 +234,30 @@ import sys as _sys
 cdef bint _HAS_QUALNAME = _sys.version_info >= (3, 11)
 
 
-cdef class SampleRecorder:
-    """Pushes one sampled exception (type, message, thread, raising stack) and draws the next gap.
+cdef class _Count:
+    """The weighted count for one (stack, labels) between two drains."""
 
-    Called with the exception by the constructor hook or the RAISE callback; its
-    result is the number of exceptions until the next sample (geometric, mean
-    ``interval``), and each sample is pushed with weight ``interval``.
+    cdef tuple stack
+    cdef tuple labels
+    cdef long long count
+
+
+# Distinct (stack, thread, type) counts kept between two drains; beyond, samples go to the recorder directly.
+MAX_ENTRIES = 4096
+cdef unsigned long long _MIX = 0x100000001B3ULL
+
+
+cdef class SampleRecorder:
+    """Records sampled exceptions (type, message, thread, raising stack) and draws the gaps between samples.
+
+    The constructor hook and the RAISE callback call :meth:`sample` with the
+    exception; its result is the number of exceptions until the next sample
+    (geometric, mean ``interval``), and each sample weighs ``interval``. Samples
+    are counted here, keyed by a hash of the stack's code objects and offsets, the
+    thread and the type, so a sample from a place seen before in this period costs
+    a stack walk and a dictionary lookup; :meth:`drain` pushes the counts into the
+    recorder (the collector calls it before every flush). With messages collected
+    every sample is pushed as it comes.
     """
 
     cdef object push
@@ -238,12 +266,15 @@ cdef class SampleRecorder:
     cdef dict codes
     cdef dict threads
     cdef dict types
+    cdef dict entries
     cdef public dict values
     cdef int max_frames
     cdef bint collect_message
     cdef double log_scale
     cdef public double interval
+    cdef long long weight
     cdef unsigned long long rng
+    cdef public long long errors
 
     def __init__(self, push, double interval, int max_frames, bint collect_message, type_name, message_of, unsigned long long seed):
         self.push = push
@@ -252,6 +283,8 @@ cdef class SampleRecorder:
         self.codes = {}
         self.threads = {}
         self.types = {}
+        self.entries = {}
+        self.errors = 0
         self.max_frames = max_frames if max_frames > 0 else 1
         self.collect_message = collect_message
         self.rng = seed | 1
@@ -261,7 +294,8 @@ cdef class SampleRecorder:
         """Sample one exception in ``interval`` on average; returns the first gap."""
         self.interval = interval if interval > 1 else 1.0
         self.log_scale = 1.0 / log(1.0 - 1.0 / self.interval) if self.interval > 1 else 0.0
-        self.values = {"exception-samples": <long long>(self.interval + 0.5)}
+        self.weight = <long long>(self.interval + 0.5)
+        self.values = {"exception-samples": self.weight}
         return self.next_gap()
 
     cpdef Py_ssize_t next_gap(self):
@@ -276,8 +310,68 @@ cdef class SampleRecorder:
         return max(<Py_ssize_t>1, <Py_ssize_t>ceil(log(u) * self.log_scale))
 
     def __call__(self, exc):
-        self.push(self._stack(), self._labels(exc), self.values)
+        """Record ``exc`` as a sample; the number of exceptions until the next one."""
+        return self.sample(exc)
+
+    cdef Py_ssize_t sample(self, exc) noexcept:
+        """Count one sampled exception; never raises (a failure is counted in ``errors``)."""
+        cdef _Count entry
+        try:
+            if self.collect_message:  # the message is part of the key: nothing to sum
+                self.push(self._stack(), self._labels(exc), self.values)
+                return self.next_gap()
+            exc_type = type(exc)
+            key = self._stack_hash() ^ (<unsigned long long><size_t><void*>exc_type * _MIX) ^ (
+                <unsigned long long>PyThread_get_thread_ident() * _MIX * _MIX
+            )
+            found = self.entries.get(key)
+            if found is None:
+                entry = _Count.__new__(_Count)
+                entry.stack = self._stack()
+                entry.labels = self._labels(exc)
+                # Building the entry ran Python code: another thread may have added the key meanwhile.
+                found = self.entries.get(key)
+                if found is None:
+                    if len(self.entries) >= MAX_ENTRIES:
+                        self.push(entry.stack, entry.labels, self.values)
+                        return self.next_gap()
+                    self.entries[key] = entry
+                    found = entry
+            (<_Count>found).count += self.weight
+        except BaseException:
+            self.errors += 1
         return self.next_gap()
+
+    def drain(self):
+        """Push the counts gathered since the last drain into the recorder; the number of entries pushed."""
+        cdef _Count entry
+        entries, self.entries = self.entries, {}
+        for found in entries.values():
+            entry = <_Count>found
+            self.push(entry.stack, entry.labels, {"exception-samples": entry.count})
+        return len(entries)
+
+    cdef unsigned long long _stack_hash(self):
+        """A hash of what :meth:`_stack` would return: the frames' code objects and offsets, and the depth."""
+        cdef unsigned long long h = 0xCBF29CE484222325ULL
+        cdef PyFrameObject* f = PyEval_GetFrame()
+        cdef PyFrameObject* back
+        cdef PyCodeObject* code
+        cdef unsigned long long depth = 0
+        if f == NULL:
+            return h
+        Py_INCREF_frame(f)
+        while f != NULL:
+            if depth < <unsigned long long>self.max_frames:
+                code = PyFrame_GetCode(f)
+                h = (h ^ <unsigned long long><size_t>code) * _MIX
+                h = (h ^ <unsigned long long>prof_exc_lasti(f)) * _MIX
+                Py_DECREF_code(code)
+            depth += 1
+            back = PyFrame_GetBack(f)
+            Py_DECREF_frame(f)
+            f = back
+        return (h ^ depth) * _MIX
 
     cdef tuple _labels(self, exc):
         ident = PyThread_get_thread_ident()

@@ -13,7 +13,7 @@ from profiler_exception import _native
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import List, Optional
+    from typing import Dict, List, Optional
 
     from profiler_core.config import ProfilerConfig
     from profiler_core.recorder import Recorder
@@ -148,3 +148,12 @@ class ExceptionCollector(Collector):
         else:
             still = [t for t in exception_types() if _native.is_hooked(t)]
             _native.uninstall(still)
+        self._record.drain()
+
+    def snapshot(self) -> None:
+        """Push the counts gathered since the last flush into the recorder."""
+        self._record.drain()
+
+    def stats(self) -> "Dict[str, float]":
+        """Sampling figures: the mean interval, and samples lost to errors."""
+        return {"interval": self.interval, "errors": float(self._record.errors)}
