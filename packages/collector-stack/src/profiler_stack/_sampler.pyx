@@ -1,9 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Native stack sampling: walk every Python thread's frames and read its CPU clock.
+"""Native stack sampling: every Python thread's frames and CPU clock, at moments the threads do not choose.
 
-Only public C API is used (``PyFrame_GetBack``, ``PyFrame_GetCode``,
-``PyFrame_GetLineNumber``, ``PyGC_Disable``), so the same code is correct on
-CPython 3.10 to 3.14 whatever the interpreter's frame internals.
+Where the system allows it (Linux ``process_vm_readv`` on our own process), a
+native capturing thread reads the stacks without the GIL (``_capture.h``,
+``_stackread.h``: the interpreter's frame layouts for 3.10 to 3.14), and the
+Python sampler thread turns captures into samples with the GIL. Elsewhere the
+sampler reads the stacks itself with the GIL, through public C API only
+(``PyFrame_GetBack``, ``PyFrame_GetCode``, ``PyFrame_GetLineNumber``).
 """
 
 import sys
@@ -23,6 +26,7 @@ cdef extern from "Python.h":
     void Py_DECREF_frame "Py_DECREF" (PyFrameObject* o)
     void Py_DECREF_code "Py_DECREF" (PyCodeObject* o)
     object PyLong_FromVoidPtr(void* p)
+    bytes PyBytes_FromStringAndSize(char* v, Py_ssize_t n)
 
 cdef extern from *:
     """
@@ -43,6 +47,7 @@ cdef extern from "<time.h>" nogil:
     int clock_gettime(clockid_t clk, timespec* ts)
     int nanosleep(const timespec* req, timespec* rem)
     clockid_t CLOCK_MONOTONIC
+    clockid_t CLOCK_THREAD_CPUTIME_ID
 
 cdef extern from "<stdlib.h>" nogil:
     void* malloc(size_t n)
@@ -66,6 +71,48 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const timespec* t)
     int pthread_cond_signal(pthread_cond_t* c)
 
+cdef extern from "_capture.h":
+    ctypedef struct prof_st_frame:
+        void* code
+        int lasti
+    ctypedef struct prof_cap_target:
+        unsigned long ident
+        unsigned long native_id
+    ctypedef struct prof_cap_thread:
+        unsigned long ident
+        unsigned long native_id
+        long long cpu
+        int idle
+        int gone
+        int nframes
+        int depth
+        prof_st_frame* frames
+    ctypedef struct prof_capture:
+        long long when
+        long long weight
+        int nthreads
+        prof_cap_thread* threads
+    ctypedef struct prof_cap_state:
+        long long cost_ns
+        long long dropped
+        long long probe_ns
+        long long idle_threshold_ns
+    ctypedef struct PyInterpreterState
+    int PROF_CAP_QUEUE
+    int prof_st_init()
+    prof_cap_state* prof_cap_new()
+    int prof_cap_start(prof_cap_state* s) nogil
+    void prof_cap_stop(prof_cap_state* s) nogil
+    void prof_cap_request_stop(prof_cap_state* s) nogil
+    void prof_cap_reset(prof_cap_state* s)
+    int prof_cap_wait(prof_cap_state* s, prof_capture** out) nogil
+    void prof_cap_publish(prof_cap_state* s, prof_cap_target* targets, int n, int max_frames, long long interval_ns) nogil
+    void prof_cap_free(prof_capture* c) nogil
+    int prof_cap_list_threads(PyInterpreterState* interp, prof_cap_target* out, int max)
+    PyInterpreterState* PyInterpreterState_Get()
+    int PyCode_Addr2Line(PyCodeObject* co, int byte_offset)
+
+
 cdef object _current_frames = sys._current_frames
 cdef bint _HAS_QUALNAME = sys.version_info >= (3, 11)
 
@@ -73,6 +120,8 @@ cdef str THREAD_ID = "thread id"
 cdef str THREAD_NATIVE_ID = "thread native id"
 cdef str THREAD_NAME = "thread name"
 cdef str PROFILER_THREAD_PREFIX = "profiler-"
+# A frame whose code object could not be proven alive when the capture was turned into a sample.
+UNKNOWN_FRAME = Frame("<unknown>", "<unknown>", 0)
 
 
 cdef inline long long _clock_ns(clockid_t clk) noexcept nogil:
@@ -107,6 +156,11 @@ cdef inline double _next_interval(long long cost_ns, double pct, double lo, doub
     return wanted
 
 
+def can_read_without_gil():
+    """Whether this process may read its threads' stacks without the GIL (safe reads work here)."""
+    return prof_st_init() == 1
+
+
 def next_interval(long long tick_cost_ns, double max_time_usage_pct, double min_interval, double max_interval):
     """Interval keeping one tick of ``tick_cost_ns`` within ``max_time_usage_pct`` of wall time, clamped."""
     return _next_interval(tick_cost_ns, max_time_usage_pct, min_interval, max_interval)
@@ -132,6 +186,11 @@ cdef class _ThreadState:
     cdef tuple last_stack
     # A sample whose attribution waits for the next tick (see _push_pending).
     cdef tuple pending
+    # GIL-free mode: the previous capture's CPU delta and probe, and CPU time whose split between
+    # two stacks waits for the next capture (see _take_capture).
+    cdef long long delta_last
+    cdef bint probe_last
+    cdef tuple cpu_pending
     cdef object name
     cdef tuple labels
 
@@ -143,6 +202,7 @@ cdef class _CodeInfo:
     cdef str name
     cdef str class_name
     cdef dict frames
+    cdef Py_ssize_t nbytes  # bytecode size: offsets read from a running thread are checked against it
 
 
 cdef str _class_from_qualname(str qualname):
@@ -204,8 +264,15 @@ cdef class StackSampler:
     cdef public object task_hook  # called as task_hook(push, wall_ns, {ident: thread labels}, max_frames)
     cdef public long long ran_threshold_ns
     cdef public long long blocked_threshold_ns
+    cdef prof_cap_state* cap  # the capturing thread's state (GIL-free mode)
+    cdef public bint gil_free  # asked for: read stacks without the GIL where the system allows it
+    cdef public bint reading_without_gil  # what the running (or last) run() does
+    cdef dict live_codes  # code objects on some thread's stack now, by address (built on demand)
+    cdef dict raw_stacks  # captured frames (as bytes, with the depth) -> the stack tuple made of them
+    cdef public long long unknown_frames  # frames whose code could not be proven alive
 
-    def __init__(self, push, int max_frames=64, bint ignore_profiler=True, Py_ssize_t max_codes=20000):
+    def __init__(self, push, int max_frames=64, bint ignore_profiler=True, Py_ssize_t max_codes=20000,
+                 bint gil_free=True):
         if max_frames < 1:
             raise ValueError("max_frames must be at least 1")
         self.push = push
@@ -222,9 +289,18 @@ cdef class StackSampler:
         self.wake_n = 0
         self.wake_capacity = 0
         self.blocked_threshold_ns = 100000
+        self.gil_free = gil_free
+        self.reading_without_gil = False
+        self.unknown_frames = 0
+        self.cap = prof_cap_new()
+        if self.cap == NULL:
+            raise MemoryError()
         self.reset()
 
     def __dealloc__(self):
+        if self.cap != NULL:
+            prof_cap_reset(self.cap)  # frees queued captures; no capturing thread outlives run()
+            free(self.cap)
         free(self.wake_clocks)
         free(self.wake_readings)
         free(self.sample_cpu)
@@ -238,8 +314,10 @@ cdef class StackSampler:
         pthread_condattr_init(&attr)
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
         pthread_cond_init(&self.stop_cond, &attr)
+        prof_cap_reset(self.cap)
         self.threads = {}
         self.codes = {}
+        self.raw_stacks = {}
         self.tick = 0
         self.stop_requested = False
         self.last_wall = _monotonic_ns()
@@ -255,6 +333,7 @@ cdef class StackSampler:
             self.stop_requested = True
             pthread_cond_signal(&self.stop_cond)
             pthread_mutex_unlock(&self.stop_mutex)
+            prof_cap_request_stop(self.cap)
 
     @property
     def known_threads(self):
@@ -275,6 +354,11 @@ cdef class StackSampler:
         if min_interval <= 0 or max_interval < min_interval or max_time_usage_pct <= 0:
             raise ValueError("invalid interval settings")
         self.interval = min_interval
+        # prof_st_init also takes this process's id: after a fork, the child's.
+        self.reading_without_gil = self.gil_free and prof_st_init() == 1
+        if self.reading_without_gil:
+            self._run_without_gil(min_interval, max_interval, max_time_usage_pct)
+            return
         self._prepare_wakeup()
         with nogil:
             while not self.stop_requested:
@@ -309,6 +393,222 @@ cdef class StackSampler:
                         self.idle_after[i] = _clock_ns(self.wake_clocks[i]) - self.sample_cpu[i] < self.blocked_threshold_ns
                 if self.last_cost > 0:
                     self.interval = _next_interval(self.last_cost, max_time_usage_pct, min_interval, max_interval)
+
+    # -- GIL-free mode: a native thread captures, this thread turns captures into samples ----------
+
+    cdef _run_without_gil(self, double min_interval, double max_interval, double max_time_usage_pct):
+        cdef prof_capture* got[16]
+        cdef int n = 0, i, taken
+        cdef long long began, cost
+        self.cap.probe_ns = 1000000
+        self.cap.idle_threshold_ns = self.blocked_threshold_ns
+        self._publish()
+        if prof_cap_start(self.cap) != 0:
+            raise OSError("cannot start the stack capturing thread")
+        try:
+            if self.stop_requested:
+                prof_cap_request_stop(self.cap)
+            while not self.stop_requested:
+                with nogil:
+                    n = prof_cap_wait(self.cap, got)
+                if n == 0:
+                    continue
+                # CPU, not elapsed time: the GIL may go to a busy thread in the middle of this.
+                began = _clock_ns(CLOCK_THREAD_CPUTIME_ID)
+                taken = n
+                self.live_codes = None
+                try:
+                    for i in range(n):
+                        self._take_capture(got[i])
+                except Exception:
+                    self.errors += 1
+                finally:
+                    for i in range(n):
+                        prof_cap_free(got[i])
+                    n = 0
+                    self.live_codes = None
+                cost = (_clock_ns(CLOCK_THREAD_CPUTIME_ID) - began) // taken + self.cap.cost_ns
+                self.last_cost = max(cost, 1)
+                self.interval = _next_interval(self.last_cost, max_time_usage_pct, min_interval, max_interval)
+                self._publish()
+        finally:
+            for i in range(n):
+                prof_cap_free(got[i])
+            with nogil:
+                prof_cap_stop(self.cap)
+
+    cdef _publish(self):
+        # With the GIL: every thread to capture, then the settings, for the capturing thread.
+        cdef int room = 256, n, i, kept = 0
+        cdef prof_cap_target* targets = NULL
+        while True:
+            targets = <prof_cap_target*>malloc(room * sizeof(prof_cap_target))
+            if targets == NULL:
+                return
+            n = prof_cap_list_threads(PyInterpreterState_Get(), targets, room)
+            if n < room:
+                break
+            free(targets)
+            room *= 4
+        active = threading._active
+        for i in range(n):
+            ident = targets[i].ident
+            if ident in self.ignored:
+                continue
+            thread = active.get(ident)
+            if self.ignore_profiler and thread is not None:
+                name = thread.name
+                if name is not None and name.startswith(PROFILER_THREAD_PREFIX):
+                    continue
+            if targets[i].native_id == 0 and thread is not None and thread.native_id is not None:
+                targets[i].native_id = thread.native_id  # 3.10: not in the thread state
+            targets[kept] = targets[i]
+            kept += 1
+        prof_cap_publish(self.cap, targets, kept, <int>self.max_frames, <long long>(self.interval * 1e9))
+
+    cdef _take_capture(self, prof_capture* c):
+        # One capture's threads: wall time to the stack captured, CPU time since the previous
+        # capture to the same stack; see _split_cpu for a thread whose stack changed.
+        cdef int i
+        cdef prof_cap_thread* t
+        cdef _ThreadState state
+        cdef long long wall = c.weight, delta, thr = self.blocked_threshold_ns
+        cdef bint blocked_prev
+        cdef dict thread_labels = {}
+        self.tick += 1
+        active = threading._active
+        for i in range(c.nthreads):
+            t = &c.threads[i]
+            if t.gone:
+                continue
+            ident = t.ident
+            thread = active.get(ident)
+            name = thread.name if thread is not None else None
+            if self.ignore_profiler and name is not None and name.startswith(PROFILER_THREAD_PREFIX):
+                continue
+            key = (ident, t.native_id)
+            state = <_ThreadState>self.threads.get(key)
+            if state is None:
+                state = _ThreadState()
+                state.last_cpu = -1
+                state.delta_last = -1
+                self.threads[key] = state
+            state.seen_tick = self.tick
+            if state.labels is None or state.name != name:
+                state.name = name
+                if name is None:
+                    state.labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, t.native_id))
+                else:
+                    state.labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, t.native_id), (THREAD_NAME, name))
+            stack = self._resolve(t.frames, t.nframes, t.depth)
+            delta = 0
+            if t.cpu >= 0:
+                if state.last_cpu >= 0 and t.cpu > state.last_cpu:
+                    delta = t.cpu - state.last_cpu
+                if t.cpu > state.last_cpu:
+                    state.last_cpu = t.cpu
+            # Blocked at the previous capture: no CPU right after it, nor over one side of it.
+            blocked_prev = state.probe_last and 0 <= state.delta_last < thr or state.probe_last and delta < thr
+            if state.cpu_pending is not None:
+                self._split_cpu(state, blocked_prev)
+            previous = state.last_stack
+            if delta and previous is not None and previous != stack:
+                self._push_values(stack, state.labels, wall, 0)
+                state.cpu_pending = (previous, stack, delta, blocked_prev)
+                if not t.idle or delta < thr:  # blocked now or not is already known
+                    self._split_cpu(state, t.idle)
+            else:
+                self._push_values(stack, state.labels, wall, delta)
+            state.last_stack = stack
+            state.delta_last = delta
+            state.probe_last = t.idle
+            thread_labels[ident] = state.labels
+        if len(self.threads) > len(thread_labels):
+            for v in self.threads.values():
+                if (<_ThreadState>v).seen_tick != self.tick and (<_ThreadState>v).cpu_pending is not None:
+                    self._split_cpu(<_ThreadState>v, False)
+            self.threads = {k: v for k, v in self.threads.items() if (<_ThreadState>v).seen_tick == self.tick}
+        if self.task_hook is not None and "asyncio.tasks" in sys.modules:
+            self.task_hook(self.push, wall, thread_labels, self.max_frames)
+
+    cdef _split_cpu(self, _ThreadState state, bint blocked_now):
+        # CPU time used between two captures by a thread whose stack changed in between goes where
+        # the thread most likely ran: a thread blocked at the first capture (no CPU just after it
+        # nor on one side of it: waiting for the GIL does not look like that) woke up and ran in the
+        # new stack; one blocked at the second ran in the old one before blocking; otherwise, half
+        # each. Whether it is blocked at the second capture may need the next one to tell.
+        previous, stack, delta, blocked_prev = state.cpu_pending
+        state.cpu_pending = None
+        cdef long long cpu = delta, cpu_prev
+        if blocked_prev and not blocked_now:
+            cpu_prev = 0
+        elif blocked_now and not blocked_prev:
+            cpu_prev = cpu
+        else:
+            cpu_prev = cpu // 2
+        if cpu - cpu_prev:
+            self.push(stack, state.labels, {"cpu-time": cpu - cpu_prev, "cpu-samples": 1})
+        if cpu_prev:
+            self.push(previous, state.labels, {"cpu-time": cpu_prev})
+
+    cdef tuple _resolve(self, prof_st_frame* frames, int n, int depth):
+        # Captured (code address, offset) pairs to Frames. An address is used only if it is a code
+        # object this sampler holds (cached: alive, so its address cannot have been reused) or one
+        # on some thread's stack now: never a pointer that may have been freed since the capture.
+        cdef list out = []
+        cdef int i, kept, lasti
+        cdef _CodeInfo info
+        cdef bint unknown = False
+        if len(self.codes) > self.max_codes or len(self.raw_stacks) > self.max_codes:
+            self.codes = {}
+            self.raw_stacks = {}  # its stacks stand for code objects no longer held
+        # A stack seen before costs one lookup. Its code addresses are those of code objects this
+        # sampler holds, so the same bytes mean the same code.
+        raw = PyBytes_FromStringAndSize(<char*>frames, n * sizeof(prof_st_frame)) + depth.to_bytes(4, "little")
+        cached = self.raw_stacks.get(raw)
+        if cached is not None:
+            return <tuple>cached
+        kept = n
+        if depth > self.max_frames:
+            kept = min(n, <int>self.max_frames - 1)
+        for i in range(kept):
+            key = PyLong_FromVoidPtr(frames[i].code)
+            info = <_CodeInfo>self.codes.get(key)
+            if info is None:
+                if self.live_codes is None:
+                    self.live_codes = self._codes_on_stacks()
+                code = self.live_codes.get(key)
+                if code is None:
+                    self.unknown_frames += 1
+                    unknown = True
+                    out.append(UNKNOWN_FRAME)
+                    continue
+                info = self._code_info(code)
+                self.codes[key] = info
+            lasti = frames[i].lasti
+            if lasti < 0 or lasti >= info.nbytes:
+                lasti = 0  # torn read: the code is right, the line is not known
+            fr = info.frames.get(lasti)
+            if fr is None:
+                line = PyCode_Addr2Line(<PyCodeObject*>info.code, lasti)
+                fr = Frame(info.filename, info.name, line if line >= 0 else info.code.co_firstlineno, info.class_name)
+                info.frames[lasti] = fr
+            out.append(fr)
+        if depth > kept and depth > self.max_frames:
+            out.append(omitted_frames_marker(depth - kept))
+        stack = tuple(out)
+        if not unknown:
+            self.raw_stacks[raw] = stack
+        return stack
+
+    cdef dict _codes_on_stacks(self):
+        cdef dict live = {}
+        for frame in _current_frames().values():
+            while frame is not None:
+                code = frame.f_code
+                live[id(code)] = code
+                frame = frame.f_back
+        return live
 
     cdef void _sleep_until(self, long long deadline) noexcept nogil:
         cdef timespec ts
@@ -535,9 +835,11 @@ cdef class StackSampler:
             self.push(previous, labels, values)
 
     def flush_pending(self):
-        """Push held-back samples with their current stacks (at stop)."""
+        """Push held-back samples and CPU time (at stop)."""
         for state in self.threads.values():
             self._push_pending(<_ThreadState>state, False)
+            if (<_ThreadState>state).cpu_pending is not None:
+                self._split_cpu(<_ThreadState>state, (<_ThreadState>state).probe_last)
 
     cdef tuple _stack(self, object frame):
         cdef list out = []
@@ -586,4 +888,5 @@ cdef class StackSampler:
             info.name = code.co_name
             info.class_name = ""
         info.frames = {}
+        info.nbytes = len(code.co_code)
         return info

@@ -12,7 +12,7 @@ from profiler_core.config import ProfilerConfig
 from profiler_core.interfaces import Collector
 from profiler_core.recorder import Recorder
 
-from profiler_stack._sampler import StackSampler, next_interval  # noqa: F401 (re-exported)
+from profiler_stack._sampler import StackSampler, can_read_without_gil, next_interval  # noqa: F401 (re-exported)
 from profiler_stack.tasks import sample_tasks
 
 LOG = get_logger("profiler_stack")
@@ -29,15 +29,21 @@ class StackCollector(Collector):
     thread with thread labels, and ``wall-time`` for each suspended asyncio task,
     where it awaits, with ``task id`` / ``task name`` labels. The sampling interval grows when a tick costs
     more than ``DD_PROFILING_MAX_TIME_USAGE_PCT`` percent of the interval.
+
+    Stacks are read without the GIL where the system allows it (``gil_free``, the default;
+    ``sampler.reading_without_gil`` tells what a running collector does), so busy threads
+    cannot choose the moments they are seen at; otherwise with the GIL.
     """
 
     name = "stack"
     sample_types = ("cpu-samples", "cpu-time", "wall-samples", "wall-time")
 
-    def __init__(self, recorder: Recorder, config: ProfilerConfig, min_interval: float = MIN_INTERVAL) -> None:
+    def __init__(
+        self, recorder: Recorder, config: ProfilerConfig, min_interval: float = MIN_INTERVAL, gil_free: bool = True
+    ) -> None:
         super().__init__(recorder, config)
         self.min_interval = min_interval
-        self.sampler = StackSampler(recorder.push, config.max_frames, config.ignore_profiler)
+        self.sampler = StackSampler(recorder.push, config.max_frames, config.ignore_profiler, gil_free=gil_free)
         self.sampler.task_hook = sample_tasks
         self._thread: Optional[threading.Thread] = None
 

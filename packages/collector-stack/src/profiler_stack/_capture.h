@@ -1,0 +1,322 @@
+/* The capturing thread: takes every thread's stack and CPU clock at random moments, without the GIL.
+ *
+ * A native thread (no Python thread state) wakes once at a uniformly random moment
+ * of each interval-long stratum, reads each target thread's CPU clock and stack
+ * (see _stackread.h), then, a moment later, its CPU clock again (whether it was
+ * blocked at the capture), and queues the capture. The Python sampler thread
+ * turns queued captures into samples whenever it gets the GIL: when it gets it
+ * no longer decides what the samples show. The targets (thread states, idents,
+ * CPU clocks) are published by the Python side, with the GIL.
+ *
+ * Nothing here calls the Python C API. One mutex guards the targets, the queue
+ * and the settings; it is never held while reading stacks or sleeping.
+ */
+#ifndef PROFILER_CAPTURE_H
+#define PROFILER_CAPTURE_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "_stackread.h"
+
+#define PROF_CAP_QUEUE 16
+#define PROF_CAP_SCRATCH (256 * 1024) /* a data stack chunk larger than this is read frame by frame */
+
+typedef struct {
+    PyThreadState *tstate; /* as seen with the GIL; the thread may be gone by the capture */
+    unsigned long ident;
+    unsigned long native_id;
+    clockid_t clock;
+    int has_clock;
+} prof_cap_target;
+
+typedef struct {
+    unsigned long ident;
+    unsigned long native_id;
+    int64_t cpu;   /* the thread's CPU clock right before its stack was read; -1 unknown */
+    int idle;      /* used (almost) no CPU in the moment after: blocked at the capture */
+    int gone;      /* the thread state no longer belonged to this thread */
+    int nframes;   /* frames kept, leaf first */
+    int depth;     /* frames on the stack */
+    prof_st_frame *frames;
+} prof_cap_thread;
+
+typedef struct {
+    int64_t when;    /* monotonic ns of the capture */
+    int64_t weight;  /* wall ns it stands for */
+    int nthreads;
+    prof_cap_thread *threads;
+} prof_capture;
+
+typedef struct {
+    pthread_mutex_t mx;
+    pthread_cond_t to_sampler;  /* a capture is queued, or stop */
+    pthread_cond_t to_capturer; /* stop */
+    pthread_t thread;
+    int running;
+    int stop;
+    prof_cap_target *targets;
+    int ntargets;
+    int max_frames;
+    int64_t interval_ns;
+    int64_t probe_ns;           /* how long after a capture the clocks are read again */
+    int64_t idle_threshold_ns;  /* CPU below this during the probe: blocked */
+    prof_capture *queue[PROF_CAP_QUEUE];
+    int head, count;
+    int64_t carried;            /* wall ns of captures lost to a full queue or no memory */
+    int64_t dropped;
+    int64_t cost_ns;            /* CPU the last capture cost this thread */
+    uint64_t rng;
+} prof_cap_state;
+
+static inline int64_t prof_cap_now(clockid_t clk) {
+    struct timespec ts;
+    if (clock_gettime(clk, &ts) != 0) return -1;
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline uint64_t prof_cap_random(prof_cap_state *s) {
+    uint64_t x = s->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    s->rng = x;
+    return x;
+}
+
+static void prof_cap_sleep(int64_t ns) {
+    struct timespec ts;
+    ts.tv_sec = ns / 1000000000LL;
+    ts.tv_nsec = ns % 1000000000LL;
+    nanosleep(&ts, NULL);
+}
+
+static void prof_cap_free(prof_capture *c) { free(c); }
+
+/* One capture of `n` targets: one block holding the header, the threads and their frames. */
+static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_frames, int64_t probe_ns,
+                                   int64_t idle_threshold_ns, char *scratch, size_t scratch_size) {
+    size_t size = sizeof(prof_capture) + (size_t)n * sizeof(prof_cap_thread)
+                  + (size_t)n * (size_t)max_frames * sizeof(prof_st_frame);
+    prof_capture *c = (prof_capture *)malloc(size);
+    if (c == NULL) return NULL;
+    c->nthreads = n;
+    c->threads = (prof_cap_thread *)(c + 1);
+    prof_st_frame *frames = (prof_st_frame *)(c->threads + n);
+    c->when = prof_cap_now(CLOCK_MONOTONIC);
+    for (int i = 0; i < n; i++) {
+        prof_cap_thread *t = &c->threads[i];
+        t->ident = tg[i].ident;
+        t->native_id = tg[i].native_id;
+        t->frames = frames + (size_t)i * (size_t)max_frames;
+        t->idle = 0;
+        /* A dead thread's clock reads -1 (EINVAL): clocks name kernel thread ids, not memory. */
+        t->cpu = tg[i].has_clock ? prof_cap_now(tg[i].clock) : -1;
+        t->nframes = prof_st_walk(tg[i].tstate, tg[i].ident, t->frames, max_frames, &t->depth, scratch, scratch_size);
+        t->gone = t->nframes < 0;
+        if (t->gone) t->nframes = 0;
+    }
+    if (probe_ns > 0) {
+        prof_cap_sleep(probe_ns);
+        for (int i = 0; i < n; i++) {
+            prof_cap_thread *t = &c->threads[i];
+            if (t->cpu >= 0) {
+                int64_t later = prof_cap_now(tg[i].clock);
+                t->idle = later >= 0 && later - t->cpu < idle_threshold_ns;
+            }
+        }
+    }
+    return c;
+}
+
+static void *prof_cap_main(void *arg) {
+    prof_cap_state *s = (prof_cap_state *)arg;
+    char *scratch = (char *)malloc(PROF_CAP_SCRATCH);
+    pthread_mutex_lock(&s->mx);
+    int64_t stratum = prof_cap_now(CLOCK_MONOTONIC);
+    while (!s->stop) {
+        int64_t span = s->interval_ns > 0 ? s->interval_ns : 10000000;
+        int64_t now = prof_cap_now(CLOCK_MONOTONIC);
+        /* Strata that went by entirely while the previous capture ran are covered by this one; the
+           moment is uniform over what is left of the current stratum. Nothing the profiled threads
+           do can make this thread late, so the moment does not depend on them. */
+        int64_t weight = 0;
+        while (stratum + span <= now) {
+            stratum += span;
+            weight += span;
+        }
+        int64_t lo = now > stratum ? now : stratum;
+        int64_t target = lo + (int64_t)(prof_cap_random(s) % (uint64_t)(stratum + span - lo));
+        struct timespec ts;
+        ts.tv_sec = target / 1000000000LL;
+        ts.tv_nsec = target % 1000000000LL;
+        while (!s->stop && prof_cap_now(CLOCK_MONOTONIC) < target)
+            pthread_cond_timedwait(&s->to_capturer, &s->mx, &ts);
+        if (s->stop) break;
+        weight += span;
+        stratum += span;
+
+        int n = s->ntargets, max_frames = s->max_frames;
+        int64_t probe = s->probe_ns, threshold = s->idle_threshold_ns;
+        prof_cap_target *tg = n > 0 ? (prof_cap_target *)malloc((size_t)n * sizeof(prof_cap_target)) : NULL;
+        if (tg != NULL) memcpy(tg, s->targets, (size_t)n * sizeof(prof_cap_target));
+        pthread_mutex_unlock(&s->mx);
+
+        int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID);
+        prof_capture *c = tg != NULL ? prof_cap_take(tg, n, max_frames, probe, threshold, scratch,
+                                                     scratch != NULL ? PROF_CAP_SCRATCH : 0) : NULL;
+        int64_t cpu1 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID);
+        free(tg);
+
+        pthread_mutex_lock(&s->mx);
+        s->cost_ns = cpu1 > cpu0 ? cpu1 - cpu0 : 1;
+        if (c != NULL && s->count < PROF_CAP_QUEUE) {
+            c->weight = weight + s->carried;
+            s->carried = 0;
+            s->queue[(s->head + s->count) % PROF_CAP_QUEUE] = c;
+            s->count++;
+            pthread_cond_signal(&s->to_sampler);
+        } else {
+            /* No target yet, no memory, or the sampler is starved of the GIL: the time goes to the
+               next capture that is queued, so wall time is not lost. */
+            if (c != NULL) {
+                prof_cap_free(c);
+                s->dropped++;
+            }
+            s->carried += weight;
+        }
+    }
+    pthread_mutex_unlock(&s->mx);
+    free(scratch);
+    return NULL;
+}
+
+static prof_cap_state *prof_cap_new(void) {
+    prof_cap_state *s = (prof_cap_state *)calloc(1, sizeof(prof_cap_state));
+    if (s == NULL) return NULL;
+    pthread_condattr_t attr;
+    pthread_mutex_init(&s->mx, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->to_capturer, &attr);
+    pthread_cond_init(&s->to_sampler, NULL);
+    pthread_condattr_destroy(&attr);
+    s->rng = (uint64_t)prof_cap_now(CLOCK_MONOTONIC) * 2654435761ULL + 1;
+    return s;
+}
+
+/* Starts the capturing thread; 0 on success. */
+static int prof_cap_start(prof_cap_state *s) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    s->stop = 0;
+    int err = pthread_create(&s->thread, &attr, prof_cap_main, s);
+    pthread_attr_destroy(&attr);
+    s->running = err == 0;
+    return err;
+}
+
+/* Stops and joins the capturing thread, and frees what is still queued. Without the GIL. */
+static void prof_cap_stop(prof_cap_state *s) {
+    pthread_mutex_lock(&s->mx);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->to_capturer);
+    pthread_cond_broadcast(&s->to_sampler);
+    pthread_mutex_unlock(&s->mx);
+    if (s->running) {
+        pthread_join(s->thread, NULL);
+        s->running = 0;
+    }
+    pthread_mutex_lock(&s->mx);
+    while (s->count > 0) {
+        prof_cap_free(s->queue[s->head]);
+        s->head = (s->head + 1) % PROF_CAP_QUEUE;
+        s->count--;
+    }
+    pthread_mutex_unlock(&s->mx);
+}
+
+/* Waits (without the GIL) until captures are queued or stop is asked; moves them to `out`
+   (room for PROF_CAP_QUEUE) and returns how many. */
+static int prof_cap_wait(prof_cap_state *s, prof_capture **out) {
+    int n = 0;
+    pthread_mutex_lock(&s->mx);
+    while (!s->stop && s->count == 0) pthread_cond_wait(&s->to_sampler, &s->mx);
+    while (s->count > 0) {
+        out[n++] = s->queue[s->head];
+        s->head = (s->head + 1) % PROF_CAP_QUEUE;
+        s->count--;
+    }
+    pthread_mutex_unlock(&s->mx);
+    return n;
+}
+
+/* Replaces the targets (the Python side, with the GIL) and the settings. Takes `targets`. */
+static void prof_cap_publish(prof_cap_state *s, prof_cap_target *targets, int n, int max_frames,
+                             int64_t interval_ns) {
+    pthread_mutex_lock(&s->mx);
+    free(s->targets);
+    s->targets = targets;
+    s->ntargets = n;
+    s->max_frames = max_frames;
+    s->interval_ns = interval_ns;
+    pthread_mutex_unlock(&s->mx);
+}
+
+/* Asks the capturing thread and a waiting sampler to stop; returns at once. */
+static void prof_cap_request_stop(prof_cap_state *s) {
+    pthread_mutex_lock(&s->mx);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->to_capturer);
+    pthread_cond_broadcast(&s->to_sampler);
+    pthread_mutex_unlock(&s->mx);
+}
+
+/* Before a (re)start, with no capturing thread running, and in a forked child, where the capturing
+   thread does not exist and its mutex may have been held by it: fresh mutex and conditions, no
+   queued captures (the parent's), nothing carried over. */
+static void prof_cap_reset(prof_cap_state *s) {
+    pthread_condattr_t attr;
+    pthread_mutex_init(&s->mx, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->to_capturer, &attr);
+    pthread_cond_init(&s->to_sampler, NULL);
+    pthread_condattr_destroy(&attr);
+    s->running = 0;
+    s->stop = 0;
+    for (int i = 0; i < s->count; i++) prof_cap_free(s->queue[(s->head + i) % PROF_CAP_QUEUE]);
+    s->head = s->count = 0;
+    s->carried = 0;
+}
+
+/* Every thread state of the interpreter, with the GIL held and no Python code run between this and
+   the use of the result: each listed thread is alive, so pthread_getcpuclockid may be asked about it.
+   The list is read with safe reads too, in case a thread state is deleted without the GIL. Returns
+   the number found (at most `max`). */
+static int prof_cap_list_threads(PyInterpreterState *interp, prof_cap_target *out, int max) {
+    int n = 0;
+    PyThreadState *t = PyInterpreterState_ThreadHead(interp);
+    PyThreadState copy;
+    while (t != NULL && n < max) {
+        PyThreadState *cur = t;
+        if (prof_st_read(cur, &copy, sizeof(copy)) != 0) break;
+        t = copy.next;
+        if (copy.thread_id == 0) continue; /* created, not started: no thread to ask about yet */
+        out[n].tstate = cur;
+        out[n].ident = copy.thread_id;
+#if PY_VERSION_HEX >= 0x030B0000
+        out[n].native_id = copy.native_thread_id;
+#else
+        out[n].native_id = 0;
+#endif
+        out[n].has_clock = pthread_getcpuclockid((pthread_t)copy.thread_id, &out[n].clock) == 0;
+        n++;
+    }
+    return n;
+}
+
+#endif /* PROFILER_CAPTURE_H */

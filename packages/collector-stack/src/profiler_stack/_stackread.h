@@ -1,0 +1,139 @@
+/* Reading another thread's Python stack without the GIL.
+ *
+ * The thread being read keeps running, so nothing it points to may be trusted:
+ * a frame may be popped and its memory reused or unmapped while we read it. Every
+ * read therefore goes through process_vm_readv on our own process, which fails
+ * with EFAULT instead of faulting, and what is read is only ever copied, never
+ * followed as a Python object. A frame yields a code object's address and an
+ * instruction offset; the caller turns them into names later, with the GIL, and
+ * only for addresses it can prove are live code objects.
+ */
+#ifndef PROFILER_STACKREAD_H
+#define PROFILER_STACKREAD_H
+
+#include <Python.h>
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#if PY_VERSION_HEX >= 0x030B0000
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1
+#define PROF_ST_UNDEF_BUILD_CORE 1
+#endif
+#include "internal/pycore_frame.h"
+#ifdef PROF_ST_UNDEF_BUILD_CORE
+#undef Py_BUILD_CORE
+#endif
+#else
+#include "frameobject.h"
+#endif
+
+/* A chain longer than this is taken to be a torn read (a cycle), and cut. */
+#define PROF_ST_MAX_DEPTH 4096
+
+typedef struct {
+    void *code; /* address of the frame's code object, as read: unverified */
+    int lasti;  /* byte offset of the instruction */
+} prof_st_frame;
+
+static pid_t prof_st_pid = 0;
+
+static int prof_st_read(const void *addr, void *out, size_t n) {
+    struct iovec local, remote;
+    if (addr == NULL) return -1;
+    local.iov_base = out;
+    local.iov_len = n;
+    remote.iov_base = (void *)addr;
+    remote.iov_len = n;
+    return process_vm_readv(prof_st_pid, &local, 1, &remote, 1, 0) == (ssize_t)n ? 0 : -1;
+}
+
+/* Whether safe reads work here (they need no privilege on our own process, but a seccomp
+   policy may forbid the system call). Call with the GIL, at start and after fork. */
+static int prof_st_init(void) {
+    volatile uint64_t probe = 0x5eedf00dULL;
+    uint64_t copy = 0;
+    prof_st_pid = getpid();
+    if (prof_st_read((const void *)&probe, &copy, sizeof(copy)) != 0) return 0;
+    return copy == probe;
+}
+
+/* Reads the stack of the thread whose state is at `tstate` (taken with the GIL, possibly gone
+   since), leaf first: at most `max` frames kept in `out`, `*depth` set to all frames seen.
+   Returns the number kept, or -1 when the state no longer belongs to thread `ident`.
+   `scratch` (`scratch_size` bytes) receives the thread's current data stack chunk in one read,
+   where most of its frames live (3.11+): one system call instead of one per frame. */
+static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_frame *out, int max, int *depth,
+                        char *scratch, size_t scratch_size) {
+    PyThreadState ts;
+    int n = 0, d = 0;
+    *depth = 0;
+    if (prof_st_read(tstate, &ts, sizeof(ts)) != 0 || ts.thread_id != ident) return -1;
+#if PY_VERSION_HEX >= 0x030B0000
+    _PyInterpreterFrame frame;
+    const size_t head = offsetof(_PyInterpreterFrame, localsplus);
+    const char *lo = (const char *)ts.datastack_chunk, *hi = (const char *)ts.datastack_top;
+    int have_chunk = scratch != NULL && lo != NULL && hi > lo && (size_t)(hi - lo) <= scratch_size
+                     && prof_st_read(lo, scratch, (size_t)(hi - lo)) == 0;
+#if PY_VERSION_HEX >= 0x030D0000
+    _PyInterpreterFrame *f = ts.current_frame;
+#else
+    _PyCFrame cframe;
+    if (ts.cframe == NULL || prof_st_read(ts.cframe, &cframe, sizeof(cframe)) != 0) return 0;
+    _PyInterpreterFrame *f = cframe.current_frame;
+#endif
+    while (f != NULL && d < PROF_ST_MAX_DEPTH) {
+        const char *at = (const char *)f;
+        if (have_chunk && at >= lo && at + head <= hi)
+            memcpy(&frame, scratch + (at - lo), head);
+        else if (prof_st_read(f, &frame, head) != 0)
+            break;
+        f = frame.previous;
+#if PY_VERSION_HEX >= 0x030E0000
+        if (frame.owner >= FRAME_OWNED_BY_INTERPRETER) continue;
+        void *code = (void *)PyStackRef_AsPyObjectBorrow(frame.f_executable);
+#elif PY_VERSION_HEX >= 0x030D0000
+        if (frame.owner == FRAME_OWNED_BY_CSTACK) continue;
+        void *code = (void *)frame.f_executable;
+#elif PY_VERSION_HEX >= 0x030C0000
+        if (frame.owner == FRAME_OWNED_BY_CSTACK) continue;
+        void *code = (void *)frame.f_code;
+#else
+        void *code = (void *)frame.f_code;
+#endif
+        if (code == NULL) continue;
+        /* pointer arithmetic on the copy: the code object itself is not read */
+        int lasti = _PyInterpreterFrame_LASTI(&frame) * (int)sizeof(_Py_CODEUNIT);
+        if (n < max) {
+            out[n].code = code;
+            out[n].lasti = lasti < 0 ? 0 : lasti;
+            n++;
+        }
+        d++;
+    }
+#else
+    (void)scratch;
+    (void)scratch_size;
+    PyFrameObject frame;
+    PyFrameObject *f = ts.frame;
+    while (f != NULL && d < PROF_ST_MAX_DEPTH) {
+        if (prof_st_read(f, &frame, sizeof(frame)) != 0) break;
+        f = frame.f_back;
+        if (frame.f_code == NULL) continue;
+        if (n < max) {
+            out[n].code = (void *)frame.f_code;
+            out[n].lasti = frame.f_lasti < 0 ? 0 : frame.f_lasti * (int)sizeof(_Py_CODEUNIT);
+            n++;
+        }
+        d++;
+    }
+#endif
+    *depth = d;
+    return n;
+}
+
+#endif /* PROFILER_STACKREAD_H */
