@@ -8,9 +8,19 @@ import pytest
 from profiler_core.config import ProfilerConfig
 from profiler_core.recorder import Recorder
 from profiler_stack._sampler import StackSampler
-from profiler_stack.collector import THREAD_NAME, StackCollector, next_interval
+from profiler_stack.collector import THREAD_NAME, StackCollector, can_read_without_gil, next_interval
 from waiting import wait_until
 from workload import deep
+
+
+needs_gil_free = pytest.mark.skipif(
+    not can_read_without_gil(), reason="process_vm_readv is not allowed here: stacks are read with the GIL"
+)
+
+
+def flushed_samples(collector):
+    collector.snapshot()
+    return collector.recorder.flush().samples
 
 
 class Pushes:
@@ -178,8 +188,19 @@ def test_keeps_sampling_in_a_forked_child(tmp_path):
             try:
                 recorder.reset_after_fork()
                 collector.after_fork_in_child()
-                ok = wait_until(lambda: len(recorder) > 0, 3)
-                out.write_text("%d %d" % (int(ok), int(collector._thread.is_alive())))
+                seen = []
+
+                def child_only_function():
+                    # frames only the child has: a sampler still reading the parent's memory misses them
+                    end = time.monotonic() + 3
+                    while time.monotonic() < end and not seen:
+                        for (stack, _labels) in recorder.flush().samples:
+                            if any(f.function.endswith("child_only_function") for f in stack):
+                                seen.append(True)
+                        time.sleep(0.01)
+
+                child_only_function()
+                out.write_text("%d %d" % (int(bool(seen)), int(collector._thread.is_alive())))
                 collector.stop()
                 code = 0
             finally:
@@ -189,3 +210,65 @@ def test_keeps_sampling_in_a_forked_child(tmp_path):
         assert out.read_text() == "1 1"
     finally:
         collector.stop()
+
+
+@needs_gil_free
+def test_captured_without_the_gil_truncated_and_labelled():
+    recorder = Recorder()
+    collector = StackCollector(recorder, ProfilerConfig(max_frames=10), min_interval=0.002)
+    release = threading.Event()
+    t = threading.Thread(target=deep, args=(50, release), name="deep")
+    t.start()
+    collector.start()
+    try:
+        assert wait_until(
+            lambda: any(dict(labels).get("thread name") == "deep" for (_s, labels) in recorder.flush().samples), 3
+        )
+        assert collector.sampler.reading_without_gil
+        assert wait_until(lambda: len(recorder) > 0, 3)
+        samples = recorder.flush().samples
+    finally:
+        collector.stop()
+        release.set()
+        t.join()
+    stacks = [(stack, dict(labels)) for (stack, labels) in samples if dict(labels).get("thread name") == "deep"]
+    assert stacks
+    for stack, labels in stacks:
+        assert labels["thread native id"] == t.native_id and labels["thread id"] == t.ident
+        assert len(stack) == 10
+        assert stack[-1].function.endswith(" frames omitted>") and int(stack[-1].function.split()[0][1:]) > 40
+        assert stack[0].filename.endswith("threading.py")  # innermost kept: the wait() inside deep()
+        assert [f.function for f in stack[-4:-1]] == ["deep", "deep", "deep"]
+    assert collector.sampler.errors == 0
+
+
+@needs_gil_free
+def test_threads_and_code_objects_coming_and_going_while_captured():
+    """Threads that end and code objects freed right after a capture: never read as live, nothing lost."""
+    recorder = Recorder()
+    collector = StackCollector(recorder, ProfilerConfig(), min_interval=0.001)
+    collector.start()
+    try:
+        for i in range(40):
+            namespace = {}
+            # a fresh code object each time, dropped as soon as its thread ends
+            exec("def transient_%d(seconds):\n    time.sleep(seconds)\n" % i, {"time": time}, namespace)
+            threads = [threading.Thread(target=namespace["transient_%d" % i], args=(0.005,), name="churn") for _ in range(3)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            del namespace, threads
+        # ended threads are forgotten at the next capture (the sampler's own thread is not counted)
+        assert wait_until(lambda: collector.sampler.known_threads <= threading.active_count(), 2)
+        samples = flushed_samples(collector)
+    finally:
+        collector.stop()
+    assert collector.sampler.reading_without_gil and collector.sampler.errors == 0
+    churn = [stack for (stack, labels) in samples if dict(labels).get("thread name") == "churn"]
+    assert churn, "the short-lived threads were sampled"
+    for stack in churn:
+        for frame in stack:
+            assert isinstance(frame.filename, str) and isinstance(frame.function, str) and frame.lineno >= 0
+    named = [f.function for stack in churn for f in stack if f.function.startswith("transient_")]
+    assert named, "their code objects were resolved while alive"
