@@ -97,6 +97,7 @@ cdef extern from "_capture.h":
         long long dropped
         long long probe_ns
         long long idle_threshold_ns
+        int batch
     ctypedef struct PyInterpreterState
     int PROF_CAP_QUEUE
     int prof_st_init()
@@ -271,6 +272,7 @@ cdef class StackSampler:
     cdef dict live_codes  # code objects on some thread's stack now, by address (built on demand)
     cdef dict raw_stacks  # captured frames (as bytes, with the depth) -> the stack tuple made of them
     cdef public long long unknown_frames  # frames whose code could not be proven alive
+    cdef public int capture_batch  # captures turned into samples per GIL acquisition
 
     def __init__(self, push, int max_frames=64, bint ignore_profiler=True, Py_ssize_t max_codes=20000,
                  bint gil_free=True):
@@ -293,6 +295,7 @@ cdef class StackSampler:
         self.gil_free = gil_free
         self.reading_without_gil = False
         self.unknown_frames = 0
+        self.capture_batch = 4
         self.cap = prof_cap_new()
         if self.cap == NULL:
             raise MemoryError()
@@ -403,6 +406,7 @@ cdef class StackSampler:
         cdef long long began, cost
         self.cap.probe_ns = 1000000
         self.cap.idle_threshold_ns = self.blocked_threshold_ns
+        self.cap.batch = self.capture_batch
         self._publish()
         if prof_cap_start(self.cap) != 0:
             raise OSError("cannot start the stack capturing thread")
