@@ -503,7 +503,7 @@ cdef class StackSampler:
         active = threading._active
         for i in range(c.nthreads):
             t = &c.threads[i]
-            if t.gone:
+            if t.gone or t.depth == 0:  # ended, or running no Python code (as sys._current_frames)
                 continue
             ident = t.ident
             thread = active.get(ident)
