@@ -249,11 +249,13 @@ def test_threads_and_code_objects_coming_and_going_while_captured():
     collector = StackCollector(recorder, ProfilerConfig(), min_interval=0.001)
     collector.start()
     try:
-        for i in range(40):
+        # Threads are found when the sampler next has the GIL (every few captures), so these live a
+        # few tens of milliseconds: one that ends sooner may go unseen, as with any sampling.
+        for i in range(12):
             namespace = {}
             # a fresh code object each time, dropped as soon as its thread ends
             exec("def transient_%d(seconds):\n    time.sleep(seconds)\n" % i, {"time": time}, namespace)
-            threads = [threading.Thread(target=namespace["transient_%d" % i], args=(0.005,), name="churn") for _ in range(3)]
+            threads = [threading.Thread(target=namespace["transient_%d" % i], args=(0.04,), name="churn") for _ in range(3)]
             for th in threads:
                 th.start()
             for th in threads:
