@@ -267,6 +267,8 @@ def test_threads_and_code_objects_coming_and_going_while_captured():
     finally:
         collector.stop()
     assert collector.sampler.reading_without_gil and collector.sampler.errors == 0
+    stats = collector.stats()
+    assert stats["errors"] == 0 and stats["dropped_captures"] == 0 and stats["interval"] >= 0.001
     churn = [stack for (stack, labels) in samples if dict(labels).get("thread name") == "churn"]
     assert churn, "the short-lived threads were sampled"
     for stack in churn:

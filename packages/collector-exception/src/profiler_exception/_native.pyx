@@ -309,10 +309,6 @@ cdef class SampleRecorder:
         u = ((self.rng >> 11) + 1) * (1.0 / 9007199254740993.0)  # in (0, 1]
         return max(<Py_ssize_t>1, <Py_ssize_t>ceil(log(u) * self.log_scale))
 
-    def __call__(self, exc):
-        """Record ``exc`` as a sample; the number of exceptions until the next one."""
-        return self.sample(exc)
-
     cdef Py_ssize_t sample(self, exc) noexcept:
         """Count one sampled exception; never raises (a failure is counted in ``errors``)."""
         cdef _Count entry

@@ -96,6 +96,37 @@ static void prof_cap_sleep(int64_t ns) {
 
 static void prof_cap_free(prof_capture *c) { free(c); }
 
+/* A fresh mutex and conditions (the capturer's timed waits use the monotonic clock). */
+static void prof_cap_init_sync(prof_cap_state *s) {
+    pthread_condattr_t attr;
+    pthread_mutex_init(&s->mx, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->to_capturer, &attr);
+    pthread_cond_init(&s->to_sampler, NULL);
+    pthread_condattr_destroy(&attr);
+}
+
+/* Frees the queued captures: with the mutex held, or with no other thread using the state. */
+static void prof_cap_drop_queue(prof_cap_state *s) {
+    while (s->count > 0) {
+        prof_cap_free(s->queue[s->head]);
+        s->head = (s->head + 1) % PROF_CAP_QUEUE;
+        s->count--;
+    }
+    s->head = 0;
+}
+
+/* The targets to capture and the frame bound, copied (the caller frees the copy; NULL when there
+   are none or no memory). With the mutex held. */
+static prof_cap_target *prof_cap_copy_targets(prof_cap_state *s, int *n, int *max_frames) {
+    *n = s->ntargets;
+    *max_frames = s->max_frames;
+    prof_cap_target *tg = *n > 0 ? (prof_cap_target *)malloc((size_t)*n * sizeof(prof_cap_target)) : NULL;
+    if (tg != NULL) memcpy(tg, s->targets, (size_t)*n * sizeof(prof_cap_target));
+    return tg;
+}
+
 /* One capture of `n` targets: one block holding the header, the threads and their frames. */
 static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_frames, int64_t probe_ns,
                                    int64_t idle_threshold_ns, char *scratch, size_t scratch_size) {
@@ -159,10 +190,9 @@ static void *prof_cap_main(void *arg) {
         weight += span;
         stratum += span;
 
-        int n = s->ntargets, max_frames = s->max_frames;
+        int n, max_frames;
         int64_t probe = s->probe_ns, threshold = s->idle_threshold_ns;
-        prof_cap_target *tg = n > 0 ? (prof_cap_target *)malloc((size_t)n * sizeof(prof_cap_target)) : NULL;
-        if (tg != NULL) memcpy(tg, s->targets, (size_t)n * sizeof(prof_cap_target));
+        prof_cap_target *tg = prof_cap_copy_targets(s, &n, &max_frames);
         pthread_mutex_unlock(&s->mx);
 
         int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID);
@@ -197,13 +227,7 @@ static void *prof_cap_main(void *arg) {
 static prof_cap_state *prof_cap_new(void) {
     prof_cap_state *s = (prof_cap_state *)calloc(1, sizeof(prof_cap_state));
     if (s == NULL) return NULL;
-    pthread_condattr_t attr;
-    pthread_mutex_init(&s->mx, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->to_capturer, &attr);
-    pthread_cond_init(&s->to_sampler, NULL);
-    pthread_condattr_destroy(&attr);
+    prof_cap_init_sync(s);
     s->rng = (uint64_t)prof_cap_now(CLOCK_MONOTONIC) * 2654435761ULL + 1;
     return s;
 }
@@ -220,23 +244,24 @@ static int prof_cap_start(prof_cap_state *s) {
     return err;
 }
 
-/* Stops and joins the capturing thread, and frees what is still queued. Without the GIL. */
-static void prof_cap_stop(prof_cap_state *s) {
+/* Asks the capturing thread and a waiting sampler to stop; returns at once. */
+static void prof_cap_request_stop(prof_cap_state *s) {
     pthread_mutex_lock(&s->mx);
     s->stop = 1;
     pthread_cond_broadcast(&s->to_capturer);
     pthread_cond_broadcast(&s->to_sampler);
     pthread_mutex_unlock(&s->mx);
+}
+
+/* Stops and joins the capturing thread, and frees what is still queued. Without the GIL. */
+static void prof_cap_stop(prof_cap_state *s) {
+    prof_cap_request_stop(s);
     if (s->running) {
         pthread_join(s->thread, NULL);
         s->running = 0;
     }
     pthread_mutex_lock(&s->mx);
-    while (s->count > 0) {
-        prof_cap_free(s->queue[s->head]);
-        s->head = (s->head + 1) % PROF_CAP_QUEUE;
-        s->count--;
-    }
+    prof_cap_drop_queue(s);
     pthread_mutex_unlock(&s->mx);
 }
 
@@ -272,16 +297,16 @@ static void prof_cap_publish(prof_cap_state *s, prof_cap_target *targets, int n,
 /* One capture of the published targets, now, on the calling thread (no probe): for measuring
    what a capture costs. `*cost_ns` receives the CPU time it took. Without the GIL. */
 static prof_capture *prof_cap_take_now(prof_cap_state *s, int64_t *cost_ns) {
+    int n, max_frames;
     pthread_mutex_lock(&s->mx);
-    int n = s->ntargets, max_frames = s->max_frames;
-    prof_cap_target *tg = (prof_cap_target *)malloc((size_t)(n > 0 ? n : 1) * sizeof(prof_cap_target));
-    if (tg != NULL && n > 0) memcpy(tg, s->targets, (size_t)n * sizeof(prof_cap_target));
+    prof_cap_target *tg = prof_cap_copy_targets(s, &n, &max_frames);
     int64_t weight = s->interval_ns;
     pthread_mutex_unlock(&s->mx);
     char *scratch = (char *)malloc(PROF_CAP_SCRATCH);
     int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID);
-    prof_capture *c = tg != NULL ? prof_cap_take(tg, n, max_frames, 0, 0, scratch, scratch != NULL ? PROF_CAP_SCRATCH : 0)
-                                 : NULL;
+    prof_capture *c = tg != NULL || n == 0
+                          ? prof_cap_take(tg, n, max_frames, 0, 0, scratch, scratch != NULL ? PROF_CAP_SCRATCH : 0)
+                          : NULL;
     *cost_ns = prof_cap_now(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     if (c != NULL) c->weight = weight;
     free(scratch);
@@ -289,30 +314,14 @@ static prof_capture *prof_cap_take_now(prof_cap_state *s, int64_t *cost_ns) {
     return c;
 }
 
-/* Asks the capturing thread and a waiting sampler to stop; returns at once. */
-static void prof_cap_request_stop(prof_cap_state *s) {
-    pthread_mutex_lock(&s->mx);
-    s->stop = 1;
-    pthread_cond_broadcast(&s->to_capturer);
-    pthread_cond_broadcast(&s->to_sampler);
-    pthread_mutex_unlock(&s->mx);
-}
-
 /* Before a (re)start, with no capturing thread running, and in a forked child, where the capturing
    thread does not exist and its mutex may have been held by it: fresh mutex and conditions, no
    queued captures (the parent's), nothing carried over. */
 static void prof_cap_reset(prof_cap_state *s) {
-    pthread_condattr_t attr;
-    pthread_mutex_init(&s->mx, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->to_capturer, &attr);
-    pthread_cond_init(&s->to_sampler, NULL);
-    pthread_condattr_destroy(&attr);
+    prof_cap_init_sync(s);
     s->running = 0;
     s->stop = 0;
-    for (int i = 0; i < s->count; i++) prof_cap_free(s->queue[(s->head + i) % PROF_CAP_QUEUE]);
-    s->head = s->count = 0;
+    prof_cap_drop_queue(s);
     s->carried = 0;
 }
 

@@ -158,6 +158,17 @@ cdef inline double _next_interval(long long cost_ns, double pct, double lo, doub
     return wanted
 
 
+cdef inline long long _cpu_before_move(long long cpu, bint blocked_before, bint blocked_after) noexcept:
+    # The part of `cpu` a thread used in its old stack, when it moved to a new one at an unknown
+    # moment between two samples: none if it was blocked at the first (it woke, then ran in the new
+    # one), all if blocked at the second (it ran, then blocked in the new one), else half.
+    if blocked_before and not blocked_after:
+        return 0
+    if blocked_after and not blocked_before:
+        return cpu
+    return cpu // 2
+
+
 def can_read_without_gil():
     """Whether this process may read its threads' stacks without the GIL (safe reads work here)."""
     return prof_st_init() == 1
@@ -338,6 +349,11 @@ cdef class StackSampler:
             pthread_cond_signal(&self.stop_cond)
             pthread_mutex_unlock(&self.stop_mutex)
             prof_cap_request_stop(self.cap)
+
+    @property
+    def dropped_captures(self):
+        """Captures lost to a full queue or short memory (their wall time went to the next one)."""
+        return self.cap.dropped
 
     @property
     def known_threads(self):
@@ -563,13 +579,8 @@ cdef class StackSampler:
         # each. Whether it is blocked at the second capture may need the next one to tell.
         previous, stack, delta, blocked_prev = state.cpu_pending
         state.cpu_pending = None
-        cdef long long cpu = delta, cpu_prev
-        if blocked_prev and not blocked_now:
-            cpu_prev = 0
-        elif blocked_now and not blocked_prev:
-            cpu_prev = cpu
-        else:
-            cpu_prev = cpu // 2
+        cdef long long cpu = delta
+        cdef long long cpu_prev = _cpu_before_move(cpu, blocked_prev, blocked_now)
         if cpu - cpu_prev:
             self.push(stack, state.labels, {"cpu-time": cpu - cpu_prev, "cpu-samples": 1})
         if cpu_prev:
@@ -844,13 +855,7 @@ cdef class StackSampler:
             wall_prev = wall
         else:
             wall_prev = <long long>(wall * <double>p_after)
-        # CPU time: used after waking from a block, or before entering one, or else half each.
-        if prev_idle and not blocked:
-            cpu_prev = 0
-        elif blocked and not prev_idle:
-            cpu_prev = cpu
-        else:
-            cpu_prev = cpu // 2
+        cpu_prev = _cpu_before_move(cpu, prev_idle, blocked)
         self._push_values(stack, labels, wall - wall_prev, cpu - cpu_prev)
         if wall_prev or cpu_prev:
             values = {"wall-time": wall_prev}

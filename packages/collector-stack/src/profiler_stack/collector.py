@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Dict, Optional
 
 from profiler_core._log import get_logger
 from profiler_core.config import ProfilerConfig
@@ -66,6 +66,16 @@ class StackCollector(Collector):
             self.sampler.run(self.min_interval, max(MAX_INTERVAL, self.min_interval), self.config.max_time_usage_pct)
         except Exception:
             LOG.exception("stack sampler stopped")
+
+    def stats(self) -> "Dict[str, float]":
+        """Sampling figures: the interval, samples lost to errors, captures dropped, frames left unnamed."""
+        sampler = self.sampler
+        return {
+            "interval": sampler.interval,
+            "errors": float(sampler.errors),
+            "dropped_captures": float(sampler.dropped_captures),
+            "unknown_frames": float(sampler.unknown_frames),
+        }
 
     @property
     def interval(self) -> float:
