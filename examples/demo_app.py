@@ -1,11 +1,13 @@
 """A small service-like program with a known profile, for trying the profiler.
 
 The main thread parses and scores "requests" (CPU), a worker thread waits on
-I/O (sleep) and compresses batches (CPU released from the GIL), for about 3 s.
+I/O (sleep) and compresses batches (CPU released from the GIL), for about 3 s
+(``python demo_app.py [SECONDS]``).
 """
 
 import hashlib
 import json
+import sys
 import threading
 import time
 import zlib
@@ -47,7 +49,7 @@ def background_worker(deadline):
 
 
 def main():
-    deadline = time.monotonic() + RUN_SECONDS
+    deadline = time.monotonic() + (float(sys.argv[1]) if len(sys.argv) > 1 else RUN_SECONDS)
     worker = threading.Thread(target=background_worker, args=(deadline,), name="backend-worker")
     worker.start()
     handled = handle_requests(deadline)

@@ -7,6 +7,7 @@ import pytest
 
 from profiler_core.config import ProfilerConfig
 from profiler_core.recorder import Recorder
+from profiler_stack import _sampler
 from profiler_stack._sampler import StackSampler
 from profiler_stack.collector import THREAD_NAME, StackCollector, can_read_without_gil, next_interval
 from waiting import wait_until
@@ -276,3 +277,12 @@ def test_threads_and_code_objects_coming_and_going_while_captured():
             assert isinstance(frame.filename, str) and isinstance(frame.function, str) and frame.lineno >= 0
     named = [f.function for stack in churn for f in stack if f.function.startswith("transient_")]
     assert named, "their code objects were resolved while alive"
+
+
+@needs_gil_free
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 frames are objects, not in data-stack chunks")
+@pytest.mark.parametrize("previous", [2**64 - 1, 2**64 - 8, 2**63, 16])
+def test_a_torn_link_to_any_address_ends_the_walk(previous):
+    """A frame read while its memory was being reused may link anywhere, even next to the top of the
+    address space (where ``address + size`` wraps around); the walk drops the link, never follows it."""
+    assert _sampler._walk_made_up_stack(previous) == 1

@@ -101,6 +101,7 @@ cdef extern from "_capture.h":
     ctypedef struct PyInterpreterState
     int PROF_CAP_QUEUE
     int prof_st_init()
+    int prof_st_walk_made_up(void* previous)
     prof_cap_state* prof_cap_new()
     int prof_cap_start(prof_cap_state* s) nogil
     void prof_cap_stop(prof_cap_state* s) nogil
@@ -172,6 +173,12 @@ cdef inline long long _cpu_before_move(long long cpu, bint blocked_before, bint 
 def can_read_without_gil():
     """Whether this process may read its threads' stacks without the GIL (safe reads work here)."""
     return prof_st_init() == 1
+
+
+def _walk_made_up_stack(size_t previous):
+    """For tests: read a made-up one-frame stack whose caller link is the address ``previous``, as
+    a torn read may give; returns the frames kept (1), or -2 where frames are not in chunks (3.10)."""
+    return prof_st_walk_made_up(<void*>previous)
 
 
 def next_interval(long long tick_cost_ns, double max_time_usage_pct, double min_interval, double max_interval):

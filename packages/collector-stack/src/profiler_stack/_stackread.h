@@ -88,7 +88,9 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
 #endif
     while (f != NULL && d < PROF_ST_MAX_DEPTH) {
         const char *at = (const char *)f;
-        if (have_chunk && at >= lo && at + head <= hi)
+        /* compare distances, not `at + head <= hi`: a torn read may give any address, and
+           one near the top of the address space would wrap around and pass */
+        if (have_chunk && at >= lo && at < hi && (size_t)(hi - at) >= head)
             memcpy(&frame, scratch + (at - lo), head);
         else if (prof_st_read(f, &frame, head) != 0)
             break;
@@ -134,6 +136,48 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
 #endif
     *depth = d;
     return n;
+}
+
+/* For tests: walks a made-up thread of one frame whose link to its caller is `previous`, an
+   address no frame has (as a torn read may give), with that frame inside the data-stack chunk.
+   Returns what prof_st_walk returns (1: the frame kept, the bad link dropped), or -2 where
+   frames are not kept in chunks (3.10). */
+static int prof_st_walk_made_up(void *previous) {
+#if PY_VERSION_HEX >= 0x030B0000
+    static _Alignas(16) char chunk[1024];
+    static char scratch[1024];
+    static PyThreadState ts;
+    _PyInterpreterFrame *frame = (_PyInterpreterFrame *)(chunk + 64);
+    prof_st_frame out[4];
+    int depth = 0;
+    memset(chunk, 0, sizeof(chunk));
+    memset(&ts, 0, sizeof(ts));
+    ts.thread_id = 42;
+    ts.datastack_chunk = (struct _PyStackChunk *)chunk;
+    ts.datastack_top = (PyObject **)(chunk + 512);
+    frame->previous = (_PyInterpreterFrame *)previous;
+    frame->owner = FRAME_OWNED_BY_THREAD;
+#if PY_VERSION_HEX >= 0x030E0000
+    frame->f_executable.bits = (uintptr_t)chunk; /* never dereferenced */
+#elif PY_VERSION_HEX >= 0x030D0000
+    frame->f_executable = (PyObject *)chunk;
+#else
+    frame->f_code = (PyCodeObject *)chunk;
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    ts.current_frame = frame;
+#else
+    static _PyCFrame cframe;
+    memset(&cframe, 0, sizeof(cframe));
+    cframe.current_frame = frame;
+    ts.cframe = &cframe;
+#endif
+    prof_st_pid = getpid();
+    return prof_st_walk(&ts, 42, out, 4, &depth, scratch, sizeof(scratch));
+#else
+    (void)previous;
+    return -2;
+#endif
 }
 
 #endif /* PROFILER_STACKREAD_H */
