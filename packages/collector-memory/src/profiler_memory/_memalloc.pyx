@@ -60,6 +60,7 @@ cdef extern from "_memhook.h":
         Py_ssize_t dropped_events
         Py_ssize_t dropped_heap
         Py_ssize_t dropped_nomem
+        Py_ssize_t table_lookups
         unsigned long ignored_thread
 
     prof_mem_state prof_mem
@@ -114,6 +115,7 @@ def start(double mean, int max_frames, bint allocs, bint heap, Py_ssize_t max_st
     prof_mem.track_allocs = allocs
     prof_mem.track_heap = heap
     prof_mem.rng = seed | 1
+    prof_mem.table_lookups = 0
     prof_mem.countdown = prof_mem_next_gap()
     prof_mem.enabled = 1
     prof_mem_install(hook_mem_domain)
@@ -134,13 +136,15 @@ def is_hooked():
 
 
 def stats():
-    """Counters: live tracked allocations, pending events, samples lost to each bound."""
+    """Counters: live tracked allocations, pending events, samples lost to each bound, and frees
+    looked up in the live-heap table since start (tracked blocks, and aliases of tracked blocks)."""
     return {
         "live": prof_mem.live,
         "stacks": prof_mem.nstacks,
         "dropped_events": prof_mem.dropped_events,
         "dropped_heap": prof_mem.dropped_heap,
         "dropped_nomem": prof_mem.dropped_nomem,
+        "table_lookups": prof_mem.table_lookups,
         "mean": prof_mem.mean,
     }
 

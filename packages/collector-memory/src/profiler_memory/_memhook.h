@@ -82,14 +82,20 @@ typedef struct {
     prof_mem_slot *table;
     Py_ssize_t table_cap; /* power of two */
     Py_ssize_t live, live_cap;
-    /* one bit per 16-byte slot holding a tracked address, modulo 2 MB (set on add, rebuilt at each
-       heap snapshot): most frees are of untracked blocks, and this answers them from 16 kB of mostly
-       cached lines, not from the 1 MB table */
+    /* one bit per 16-byte slot holding a tracked address, modulo 2 MB: most frees are of untracked
+       blocks, and this answers them from 16 kB of mostly cached lines, not from the 1 MB table */
     uint64_t filter[PROF_MEM_FILTER_BITS / 64];
+    /* tracked addresses behind each bit (255: saturated, left set until the next rebuild), so a bit
+       is cleared with its last block: pymalloc hands a freed block out again soon, and a bit left
+       set would send each later free of that block to the table (measured: most of the free hook's
+       time in an allocation-heavy loop went there); touched only when tracking changes */
+    uint8_t filter_count[PROF_MEM_FILTER_BITS];
     /* traces nobody refers to any more, freed at drain time */
     prof_mem_tb *release_list;
     /* counted losses */
     Py_ssize_t dropped_events, dropped_heap, dropped_nomem;
+    /* frees the filter sent to the table (tracked blocks, and aliases of tracked blocks) */
+    Py_ssize_t table_lookups;
 } prof_mem_state;
 
 static prof_mem_state prof_mem = {0};
@@ -190,7 +196,14 @@ static inline uint64_t prof_mem_filter_bit(void *ptr) {
 
 static inline void prof_mem_filter_add(void *ptr) {
     uint64_t b = prof_mem_filter_bit(ptr);
+    if (prof_mem.filter_count[b] < 255) prof_mem.filter_count[b]++;
     prof_mem.filter[b >> 6] |= (uint64_t)1 << (b & 63);
+}
+
+static inline void prof_mem_filter_remove(void *ptr) {
+    uint64_t b = prof_mem_filter_bit(ptr);
+    if (prof_mem.filter_count[b] < 255 && --prof_mem.filter_count[b] == 0)
+        prof_mem.filter[b >> 6] &= ~((uint64_t)1 << (b & 63));
 }
 
 static inline int prof_mem_filter_may_hold(void *ptr) {
@@ -198,8 +211,13 @@ static inline int prof_mem_filter_may_hold(void *ptr) {
     return (prof_mem.filter[b >> 6] >> (b & 63)) & 1;
 }
 
-static void prof_mem_filter_rebuild(void) {
+static void prof_mem_filter_clear(void) {
     memset(prof_mem.filter, 0, sizeof(prof_mem.filter));
+    memset(prof_mem.filter_count, 0, sizeof(prof_mem.filter_count));
+}
+
+static void prof_mem_filter_rebuild(void) {
+    prof_mem_filter_clear();
     for (Py_ssize_t i = 0; prof_mem.table != NULL && i < prof_mem.table_cap; i++)
         if (prof_mem.table[i].ptr != NULL) prof_mem_filter_add(prof_mem.table[i].ptr);
 }
@@ -219,12 +237,13 @@ static int prof_mem_heap_add(void *ptr, prof_mem_tb *tb, size_t size, double wei
     Py_ssize_t i = prof_mem_slot_of(ptr);
     while (prof_mem.table[i].ptr != NULL && prof_mem.table[i].ptr != ptr)
         i = (i + 1) & (prof_mem.table_cap - 1);
-    if (prof_mem.table[i].ptr == ptr) /* a stale entry (freed behind our back): replace it */
+    if (prof_mem.table[i].ptr == ptr) { /* a stale entry (freed behind our back): replace it */
         prof_mem_tb_unref(prof_mem.table[i].tb);
-    else
+    } else {
         prof_mem.live++;
+        prof_mem_filter_add(ptr);
+    }
     tb->refs++;
-    prof_mem_filter_add(ptr);
     prof_mem.table[i].ptr = ptr;
     prof_mem.table[i].tb = tb;
     prof_mem.table[i].size = size;
@@ -235,6 +254,7 @@ static int prof_mem_heap_add(void *ptr, prof_mem_tb *tb, size_t size, double wei
 /* Removes ptr if tracked; O(1) expected: the table is at most half full. */
 static inline void prof_mem_heap_remove(void *ptr) {
     Py_ssize_t mask = prof_mem.table_cap - 1;
+    prof_mem.table_lookups++;
     Py_ssize_t i = prof_mem_slot_of(ptr);
     for (;;) {
         void *p = prof_mem.table[i].ptr;
@@ -243,6 +263,7 @@ static inline void prof_mem_heap_remove(void *ptr) {
         i = (i + 1) & mask;
     }
     prof_mem_tb_unref(prof_mem.table[i].tb);
+    prof_mem_filter_remove(ptr);
     /* backward-shift deletion keeps every probe sequence unbroken without tombstones: an entry
        after the hole moves into it unless its home slot lies cyclically in (hole, entry] */
     Py_ssize_t j = i;
@@ -435,7 +456,7 @@ static Py_ssize_t prof_mem_take_heap(prof_mem_taken **out) {
     Py_ssize_t n = 0;
     *out = NULL;
     if (prof_mem.table == NULL || prof_mem.live == 0) return 0;
-    prof_mem_filter_rebuild(); /* forget the bits of blocks freed since the last snapshot */
+    prof_mem_filter_rebuild(); /* clears the bits left saturated since the last snapshot */
     prof_mem_taken *taken = (prof_mem_taken *)malloc(prof_mem.live * sizeof(prof_mem_taken));
     if (taken == NULL) return -1;
     for (Py_ssize_t i = 0; i < prof_mem.table_cap && n < prof_mem.live; i++) {
@@ -468,7 +489,7 @@ static void prof_mem_forget_all(void) {
     }
     if (prof_mem.table != NULL) memset(prof_mem.table, 0, prof_mem.table_cap * sizeof(prof_mem_slot));
     prof_mem.live = 0;
-    memset(prof_mem.filter, 0, sizeof(prof_mem.filter));
+    prof_mem_filter_clear();
     for (Py_ssize_t i = 0; prof_mem.stacks != NULL && i < prof_mem.stacks_cap; i++) {
         if (prof_mem.stacks[i] != NULL) prof_mem_tb_unref(prof_mem.stacks[i]);
         prof_mem.stacks[i] = NULL;
