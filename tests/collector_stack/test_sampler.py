@@ -286,3 +286,26 @@ def test_a_torn_link_to_any_address_ends_the_walk(previous):
     """A frame read while its memory was being reused may link anywhere, even next to the top of the
     address space (where ``address + size`` wraps around); the walk drops the link, never follows it."""
     assert _sampler._walk_made_up_stack(previous) == 1
+
+
+@needs_gil_free
+def test_line_numbers_read_without_the_gil_are_the_interpreters():
+    pushes = Pushes()
+    sampler = StackSampler(pushes, 64)
+    started, release = threading.Event(), threading.Event()
+    t = threading.Thread(target=Worker().method, args=(started, release), name="the-worker")
+    t.start()
+    started.wait()
+    try:
+        for _ in range(3):
+            sampler.capture_once()
+    finally:
+        release.set()
+        t.join()
+    stacks = [s for s, labels, _v in pushes.items if labels.get("thread name") == "the-worker"]
+    assert stacks
+    frame = next(f for f in stacks[-1] if f.function.endswith("method"))
+    assert frame.lineno == Worker.method.__code__.co_firstlineno + 2  # release.wait()
+    wait = stacks[-1][0]
+    assert wait.filename == threading.__file__ and wait.function.endswith("wait")
+    assert wait.lineno in {line for _, _, line in threading.Condition.wait.__code__.co_lines() if line}

@@ -108,8 +108,14 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
         void *code = (void *)frame.f_code;
 #endif
         if (code == NULL) continue;
-        /* pointer arithmetic on the copy: the code object itself is not read */
-        int lasti = _PyInterpreterFrame_LASTI(&frame) * (int)sizeof(_Py_CODEUNIT);
+        /* pointer arithmetic on the copy, spelled out: the code object itself is not read (the
+           interpreter's own macro asserts that it is a code object, in a debug build) */
+#if PY_VERSION_HEX >= 0x030D0000
+        const char *instr = (const char *)frame.instr_ptr;
+#else
+        const char *instr = (const char *)frame.prev_instr;
+#endif
+        int lasti = (int)(instr - ((const char *)code + offsetof(PyCodeObject, co_code_adaptive)));
         if (n < max) {
             out[n].code = code;
             out[n].lasti = lasti < 0 ? 0 : lasti;
