@@ -51,30 +51,40 @@ def check_single(truth, samples, name):
     assert cpu["c"] < 0.03 * ab, cpu  # c() sleeps: no meaningful CPU
 
 
-def check_single_with_one_retry(main_works, name, gil_free=True):
-    # Another process taking this 2-core machine's CPU for a moment moves a share by a few points
-    # (about one run in twenty-five here): one fresh measurement is allowed, never a looser bound.
-    truth, samples = profile_run(main_works=main_works, worker_works=not main_works, gil_free=gil_free)
-    try:
-        check_single(truth, samples, name)
-    except AssertionError:
-        truth, samples = profile_run(main_works=main_works, worker_works=not main_works, gil_free=gil_free)
-        check_single(truth, samples, name)
+# Another process or a neighbouring VM taking this 2-core machine's CPU for a moment moves a share
+# by a few points (about one run in twenty-five here, and rarely two runs in a row): up to two fresh
+# measurements are allowed, never a looser bound. A sampler that is wrong fails all three.
+ATTEMPTS = 3
+
+
+def measure_and_check(check, **run):
+    for attempt in range(ATTEMPTS):
+        try:
+            return check(*profile_run(**run))
+        except AssertionError as error:
+            if attempt == ATTEMPTS - 1:
+                raise
+            print("measurement %d outside the bounds, measuring again: %s" % (attempt + 1, error))
+
+
+def check_single_measured(main_works, name, gil_free=True):
+    measure_and_check(lambda truth, samples: check_single(truth, samples, name),
+                      main_works=main_works, worker_works=not main_works, gil_free=gil_free)
 
 
 @needs_gil_free
 def test_main_thread_split():
-    check_single_with_one_retry(True, "MainThread")
+    check_single_measured(True, "MainThread")
 
 
 @needs_gil_free
 def test_worker_thread_split():
-    check_single_with_one_retry(False, "worker")
+    check_single_measured(False, "worker")
 
 
 def test_main_thread_split_read_with_the_gil():
     """The fallback where safe reads are not allowed: the sampler reads stacks itself, with the GIL."""
-    check_single_with_one_retry(True, "MainThread", gil_free=False)
+    check_single_measured(True, "MainThread", gil_free=False)
 
 
 @needs_gil_free
@@ -87,10 +97,7 @@ def test_main_and_worker_at_once():
     as one thread alone: stacks are captured without the GIL, at moments the busy
     threads cannot delay (the GIL-bound fallback is checked on one thread below).
     """
-    try:
-        check_both(*profile_run(main_works=True, worker_works=True))
-    except AssertionError:  # the same one fresh measurement as the single-thread tests, same bounds
-        check_both(*profile_run(main_works=True, worker_works=True))
+    measure_and_check(check_both, main_works=True, worker_works=True)  # same bounds, same retries
 
 
 def check_both(truth, samples):
