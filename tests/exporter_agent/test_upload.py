@@ -1,13 +1,16 @@
 import logging
 import os
 import sys
+import threading
 import time
+import types
 
 import pytest
 
 from agent_server import FakeAgent
 from profiler_agent.container import container_id
 from profiler_agent.endpoint import resolve
+import profiler_agent.exporter as exporter_module
 from profiler_agent.exporter import AgentExporter
 from profiler_core.config import ProfilerConfig, load_config
 from profiler_core.events import Frame
@@ -142,6 +145,46 @@ def test_slow_agent_times_out_and_stop_is_bounded():
         exp.stop(1.0)
         assert time.monotonic() - began < 1.5
         assert exp.sent == 0
+    finally:
+        agent.close()
+
+
+def refuse_new_threads(monkeypatch):
+    """The exporter's threads fail to start as in atexit callbacks on CPython 3.12 (interpreter
+    finalizing); the fake agent's own threads still start."""
+
+    class RefusedThread(threading.Thread):
+        def start(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(exporter_module, "threading", types.SimpleNamespace(Thread=RefusedThread, Condition=threading.Condition))
+
+
+def test_no_thread_at_shutdown_stop_uploads_inline(agent, monkeypatch, caplog):
+    exp = exporter_for(agent.url)
+    refuse_new_threads(monkeypatch)
+    with caplog.at_level(logging.WARNING):
+        exp.export(make_profile(0))
+        exp.export(make_profile(1))
+        exp.stop(5)
+    assert [u.pprof().sample[0].value[0] - 1234 for u in agent.uploads] == [0, 1]
+    assert exp.sent == 2 and exp.dropped == 0
+    assert caplog.text == ""
+
+
+def test_no_thread_at_shutdown_and_a_slow_agent_stop_stays_bounded(monkeypatch, caplog):
+    agent = FakeAgent(delay=3.0)
+    try:
+        exp = exporter_for(agent.url, api_timeout=10.0)
+        refuse_new_threads(monkeypatch)
+        exp.export(make_profile(0))
+        exp.export(make_profile(1))
+        began = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="profiler_agent"):
+            exp.stop(0.5)
+        assert time.monotonic() - began < 1.0
+        assert exp.sent == 0 and exp.dropped == 2
+        assert "2 profile(s) not uploaded before exit" in caplog.text
     finally:
         agent.close()
 

@@ -112,11 +112,21 @@ class AgentExporter(Exporter):
                 self._log_limited("drop", "profiler: agent unreachable or slow: dropped the oldest waiting profile (%d dropped so far)", self.dropped)
             self._cond.notify_all()
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:
+                    # CPython 3.12 starts no thread once the interpreter is finalizing, atexit
+                    # callbacks included: the profile stays queued and stop() uploads it inline.
+                    return
+                self._thread = thread
 
     def stop(self, timeout: float) -> None:
-        """Upload what is pending, one attempt each, within ``timeout`` seconds; then stop the thread."""
+        """Upload what is pending, one attempt each, within ``timeout`` seconds; then stop the thread.
+
+        Without a running uploader thread (none could be started at interpreter shutdown), the
+        calling thread makes the attempts itself, each within what is left of ``timeout``.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
             self._stopping = True
@@ -126,6 +136,13 @@ class AgentExporter(Exporter):
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
+            inline = []
+            if self._thread is None or not self._thread.is_alive():
+                inline = list(self._pending)
+                self._pending.clear()
+        undelivered = [p for p in inline if not self._deliver_before(p, deadline)]
+        with self._cond:
+            self._pending.extendleft(reversed(undelivered))
             if self._pending:
                 self.dropped += len(self._pending)
                 LOG.warning("profiler: %d profile(s) not uploaded before exit", len(self._pending))
@@ -167,13 +184,24 @@ class AgentExporter(Exporter):
                         self._cond.wait(self.config.upload_interval)  # wait for news before trying again
                 self._cond.notify_all()
 
-    def _deliver(self, profile: "ExportedProfile", retry: bool) -> bool:
+    def _deliver_before(self, profile: "ExportedProfile", deadline: float) -> bool:
+        """One upload attempt of ``profile`` from the calling thread, given up at ``deadline``."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            return self._deliver(profile, retry=False, timeout=min(self.config.api_timeout, remaining))
+        except Exception:
+            LOG.exception("profiler: upload failed unexpectedly")
+            return True
+
+    def _deliver(self, profile: "ExportedProfile", retry: bool, timeout: "Optional[float]" = None) -> bool:
         """Upload ``profile``: True when done with it (sent or rejected), False to keep it for later."""
         deadline = time.monotonic() + min(self.config.upload_interval, 60.0)
         delay = self.retry_base
         while True:
             try:
-                self._post(profile)
+                self._post(profile, timeout)
                 self.sent += 1
                 return True
             except _Rejected as exc:
@@ -191,7 +219,7 @@ class AgentExporter(Exporter):
                 self._cond.wait(pause)
             delay = min(delay * 2, 10.0)
 
-    def _post(self, profile: "ExportedProfile") -> None:
+    def _post(self, profile: "ExportedProfile", timeout: "Optional[float]" = None) -> None:
         import requests
 
         if self._session is None:
@@ -213,7 +241,7 @@ class AgentExporter(Exporter):
                 self.endpoint.url,
                 files=build_files(profile, tags, self.codec),
                 headers=headers,
-                timeout=self.config.api_timeout,
+                timeout=self.config.api_timeout if timeout is None else timeout,
             )
         except requests.RequestException as exc:
             raise _Transient(type(exc).__name__ + (": %s" % exc if str(exc) else "")) from None
