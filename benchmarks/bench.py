@@ -138,9 +138,11 @@ WORKLOADS = {
 }
 
 
-def bench_workloads(python, reps, out_dir, quick):
+def bench_workloads(python, reps, out_dir, quick, only=None):
     results = {}
     for name, (full, short, extra, stack_only) in WORKLOADS.items():
+        if only is not None and only.lower() not in name.lower():
+            continue
         args = short if quick else full
         script = [python, os.path.join(HERE, "workloads", args[0])] + args[1:]
         configs = configs_for(python, script, out_dir, stack_only=stack_only, extra=extra)
@@ -319,6 +321,22 @@ def machine() -> str:
     return "%s, %d cores, %s, CPython %s" % (cpu, os.cpu_count() or 0, platform.system(), platform.python_version())
 
 
+def workload_tables(workloads):
+    """Markdown lines: one table per workload, median work time and ratio to plain per run."""
+    lines = []
+    for title, result in workloads.items():
+        lines += [
+            "",
+            "## %s" % title,
+            "",
+            "| run | median work time | ratio to plain | spread (IQR) |",
+            "|---|---|---|---|",
+        ]
+        for name, (m, ratio, iqr) in result.items():
+            lines.append("| %s | %.3f s | %.3fx | %.1f%% |" % (name, m, ratio, iqr))
+    return lines
+
+
 def write_results(path, startup, workloads, web, rss, size, ticks, accuracy, reps):
     lines = [
         "# Benchmark results",
@@ -335,16 +353,7 @@ def write_results(path, startup, workloads, web, rss, size, ticks, accuracy, rep
     plain = startup["plain"][0]
     for name, (m, _ratio, _iqr) in startup.items():
         lines.append("| %s | %.1f ms | %+.1f ms |" % (name, m * 1e3, (m - plain) * 1e3))
-    for title, result in workloads.items():
-        lines += [
-            "",
-            "## %s" % title,
-            "",
-            "| run | median work time | ratio to plain | spread (IQR) |",
-            "|---|---|---|---|",
-        ]
-        for name, (m, ratio, iqr) in result.items():
-            lines.append("| %s | %.3f s | %.3fx | %.1f%% |" % (name, m, ratio, iqr))
+    lines += workload_tables(workloads)
     lines += [
         "",
         "Work time is measured inside each program (start-up excluded). Ratios within the spread",
@@ -407,9 +416,23 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="few repetitions: check that the runner works")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="only the overhead tables whose title contains TEXT (e.g. memory), printed; RESULTS.md is left alone",
+    )
     args = parser.parse_args()
     reps = args.reps or (2 if args.quick else 15)
     python = ensure_env()
+    if args.only:
+        with tempfile.TemporaryDirectory() as out_dir:
+            workloads = bench_workloads(python, reps, out_dir, args.quick, only=args.only)
+        if not workloads:
+            print("no overhead table title contains %r" % args.only, file=sys.stderr)
+            return 2
+        print("CPython %s, %s, %d interleaved repetitions" % (sys.version.split()[0], DDTRACE, reps))
+        print("\n".join(workload_tables(workloads)))
+        return 0
     with tempfile.TemporaryDirectory() as out_dir:
         startup = bench_startup(python, reps * 2, out_dir)
         workloads = bench_workloads(python, reps, out_dir, args.quick)
