@@ -199,6 +199,9 @@ def test_tracemalloc_started_later_keeps_working_after_we_stop():
         stopped_cleanly = c.stop()
         kept = allocate_buffers(100, 1000)
         assert tracemalloc.get_traced_memory()[0] >= 100_000
+        # passing through: about 100 samples' worth of bytes at this mean, none taken
+        stats = _memalloc.stats()
+        assert (stats["stacks"], stats["live"]) == (0, 0)
     finally:
         tracemalloc.stop()
     del kept, stopped_cleanly

@@ -71,7 +71,7 @@ typedef struct {
     unsigned long ignored_thread; /* the thread turning samples into profile data: not sampled */
     int max_frames;
     double mean;          /* mean bytes between samples */
-    int64_t countdown;    /* bytes until the next sample */
+    int64_t countdown;    /* bytes until the next sample (PROF_MEM_NEVER while stopped) */
     uint64_t rng;
     /* distinct stacks: open addressing on the stack hash, linear probing; emptied of unused
        stacks at each drain, so it is bounded by the stacks of one period plus the live heap's */
@@ -358,36 +358,68 @@ static void prof_mem_sample(void *ptr, size_t size) {
     prof_mem.busy = 0;
 }
 
-static inline void prof_mem_after_alloc(void *ptr, size_t size) {
-    if (ptr != NULL && prof_mem.enabled && (prof_mem.countdown -= (int64_t)size) <= 0 && !prof_mem.busy) {
-        if (prof_mem.ignored_thread != 0 && prof_mem.ignored_thread == PyThread_get_thread_ident())
-            prof_mem.countdown = prof_mem_next_gap(); /* the profiler's own work: not the program's */
-        else
-            prof_mem_sample(ptr, size);
+/* The countdown of a stopped profiler: never reaches zero, so the hooks only pass through. */
+#define PROF_MEM_NEVER INT64_MAX
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PROF_MEM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define PROF_MEM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define PROF_MEM_NOINLINE __attribute__((noinline, cold))
+#else
+#define PROF_MEM_LIKELY(x) (x)
+#define PROF_MEM_UNLIKELY(x) (x)
+#define PROF_MEM_NOINLINE
+#endif
+
+/* The allocation of `size` bytes that took the countdown to zero or below; `ptr` its block, NULL
+   when it failed. Out of line, so that the hooks' common path saves no register and tail-calls
+   the allocator below. */
+static PROF_MEM_NOINLINE void prof_mem_countdown_reached(void *ptr, size_t size) {
+    if (!prof_mem.enabled) {
+        prof_mem.countdown = PROF_MEM_NEVER;
+    } else if (ptr == NULL) {
+        if (prof_mem.countdown < 0) prof_mem.countdown = 0; /* the next allocation is sampled */
+    } else if (prof_mem.busy) {
+        /* an allocation of our own sampling: the sample being taken has set the next countdown */
+    } else if (prof_mem.ignored_thread != 0 && prof_mem.ignored_thread == PyThread_get_thread_ident()) {
+        prof_mem.countdown = prof_mem_next_gap(); /* the profiler's own work: not the program's */
+    } else {
+        prof_mem_sample(ptr, size);
     }
 }
 
-static inline void prof_mem_before_free(void *ptr) {
-    if (ptr != NULL && prof_mem.live > 0 && prof_mem_filter_may_hold(ptr))
-        prof_mem_heap_remove(ptr);
+static PROF_MEM_NOINLINE void prof_mem_forget_block(void *ptr) {
+    if (ptr != NULL) prof_mem_heap_remove(ptr);
 }
 
+/* The filter holds every tracked address (and aliases), and nothing when nothing is tracked. */
+static inline void prof_mem_before_free(void *ptr) {
+    if (PROF_MEM_UNLIKELY(prof_mem_filter_may_hold(ptr))) prof_mem_forget_block(ptr);
+}
+
+/* Allocation hooks: the countdown is taken before the call, so an allocation that does not
+   reach it is a tail call into the allocator below (a freed block is checked against the filter
+   first, then the same). */
 #define PROF_MEM_HOOKS(DOMAIN, ORIG)                                                           \
     static void *prof_mem_malloc_##DOMAIN(void *ctx, size_t size) {                           \
+        if (PROF_MEM_LIKELY((prof_mem.countdown -= (int64_t)size) > 0))                        \
+            return prof_mem.ORIG.malloc(prof_mem.ORIG.ctx, size);                              \
         void *p = prof_mem.ORIG.malloc(prof_mem.ORIG.ctx, size);                               \
-        prof_mem_after_alloc(p, size);                                                          \
+        prof_mem_countdown_reached(p, size);                                                    \
         return p;                                                                               \
     }                                                                                           \
     static void *prof_mem_calloc_##DOMAIN(void *ctx, size_t nelem, size_t elsize) {            \
+        if (PROF_MEM_LIKELY((prof_mem.countdown -= (int64_t)(nelem * elsize)) > 0))            \
+            return prof_mem.ORIG.calloc(prof_mem.ORIG.ctx, nelem, elsize);                     \
         void *p = prof_mem.ORIG.calloc(prof_mem.ORIG.ctx, nelem, elsize);                      \
-        prof_mem_after_alloc(p, nelem * elsize);                                                \
+        prof_mem_countdown_reached(p, nelem * elsize);                                          \
         return p;                                                                               \
     }                                                                                           \
     static void *prof_mem_realloc_##DOMAIN(void *ctx, void *ptr, size_t size) {                \
         void *p = prof_mem.ORIG.realloc(prof_mem.ORIG.ctx, ptr, size);                         \
         if (p != NULL) {                                                                        \
             prof_mem_before_free(ptr); /* the old block is gone, moved or not */               \
-            prof_mem_after_alloc(p, size);                                                      \
+            if ((prof_mem.countdown -= (int64_t)size) <= 0) prof_mem_countdown_reached(p, size); \
         }                                                                                       \
         return p;                                                                               \
     }                                                                                           \
@@ -522,6 +554,7 @@ static int prof_mem_uninstall(void) {
     int removed = 1;
     PyMemAllocatorEx cur;
     prof_mem.enabled = 0;
+    prof_mem.countdown = PROF_MEM_NEVER;
     if (prof_mem.hooked_obj) {
         PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &cur);
         if (cur.malloc == prof_mem_malloc_obj) {
