@@ -289,6 +289,46 @@ def test_a_torn_link_to_any_address_ends_the_walk(previous):
 
 
 @needs_gil_free
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 frames are objects, not in data-stack chunks")
+def test_a_frame_whose_code_is_no_code_object_makes_the_read_torn():
+    """A frame copied while the thread reused its memory holds some other word where its code was:
+    the read is reported torn (and done again by the capturing thread), not kept."""
+    code = test_a_frame_whose_code_is_no_code_object_makes_the_read_torn.__code__
+    assert _sampler._walk_made_up_stack(16, code, True) == 1
+    assert _sampler._walk_made_up_stack(16, [], True) == -2
+    assert _sampler._walk_made_up_stack(16, [], False) == 1  # unchecked: kept, named later or not
+
+
+def leaf_function(n):
+    return sum(range(n))
+
+
+def calls_leaf_functions(stop):
+    while not stop.is_set():
+        leaf_function(200)
+
+
+@needs_gil_free
+def test_functions_that_returned_before_the_capture_was_resolved_are_named():
+    """A short function seen in a capture has often returned by the time the sampler has the GIL;
+    it is named from the module of its caller instead of being left unknown."""
+    pushes = Pushes()
+    sampler = StackSampler(pushes, 64)
+    stop = threading.Event()
+    t = threading.Thread(target=calls_leaf_functions, args=(stop,), name="the-caller")
+    t.start()
+    try:
+        for _ in range(200):
+            sampler.capture_once()
+    finally:
+        stop.set()
+        t.join()
+    leaves = [s[0].function for s, labels, _v in pushes.items if labels.get("thread name") == "the-caller"]
+    assert "leaf_function" in leaves
+    assert sampler.unknown_frames == 0, sampler.unknown_frames
+
+
+@needs_gil_free
 def test_line_numbers_read_without_the_gil_are_the_interpreters():
     pushes = Pushes()
     sampler = StackSampler(pushes, 64)

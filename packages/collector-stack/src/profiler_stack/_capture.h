@@ -23,6 +23,7 @@
 
 #define PROF_CAP_QUEUE 16
 #define PROF_CAP_SCRATCH (256 * 1024) /* a data stack chunk larger than this is read frame by frame */
+#define PROF_CAP_READS 3 /* reads of a stack that changed while it was read, before giving up on it */
 
 typedef struct {
     PyThreadState *tstate; /* as seen with the GIL; the thread may be gone by the capture */
@@ -38,6 +39,7 @@ typedef struct {
     int64_t cpu;   /* the thread's CPU clock right before its stack was read; -1 unknown */
     int idle;      /* used (almost) no CPU in the moment after: blocked at the capture */
     int gone;      /* the thread state no longer belonged to this thread */
+    int torn;      /* the stack changed under every read of it: no stack this time */
     int nframes;   /* frames kept, leaf first */
     int depth;     /* frames on the stack */
     prof_st_frame *frames;
@@ -67,6 +69,7 @@ typedef struct {
     int head, count;
     int64_t carried;            /* wall ns of captures lost to a full queue or no memory */
     int64_t dropped;
+    int64_t torn_reads;         /* stack reads that met a frame mid-change (read again) */
     int64_t cost_ns;            /* CPU the last capture cost this thread */
     int batch;                  /* captures the sampler waits for before taking the GIL */
     uint64_t rng;
@@ -127,9 +130,16 @@ static prof_cap_target *prof_cap_copy_targets(prof_cap_state *s, int *n, int *ma
     return tg;
 }
 
-/* One capture of `n` targets: one block holding the header, the threads and their frames. */
+/* What a capturing thread reads with: the data-stack chunk copy and the code address cache. */
+typedef struct {
+    prof_st_code_cache codes;
+    char scratch[PROF_CAP_SCRATCH];
+} prof_cap_reader;
+
+/* One capture of `n` targets: one block holding the header, the threads and their frames.
+   `*torn_reads` counts the stack reads that had to be done again. */
 static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_frames, int64_t probe_ns,
-                                   int64_t idle_threshold_ns, char *scratch, size_t scratch_size) {
+                                   int64_t idle_threshold_ns, prof_cap_reader *reader, int64_t *torn_reads) {
     size_t size = sizeof(prof_capture) + (size_t)n * sizeof(prof_cap_thread)
                   + (size_t)n * (size_t)max_frames * sizeof(prof_st_frame);
     prof_capture *c = (prof_capture *)malloc(size);
@@ -146,9 +156,19 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
         t->idle = 0;
         /* A dead thread's clock reads -1 (EINVAL): clocks name kernel thread ids, not memory. */
         t->cpu = tg[i].has_clock ? prof_cap_now(tg[i].clock) : -1;
-        t->nframes = prof_st_walk(tg[i].tstate, tg[i].ident, t->frames, max_frames, &t->depth, scratch, scratch_size);
-        t->gone = t->nframes < 0;
-        if (t->gone) t->nframes = 0;
+        for (int read = 1;; read++) {
+            t->nframes = prof_st_walk(tg[i].tstate, tg[i].ident, t->frames, max_frames, &t->depth,
+                                      reader != NULL ? reader->scratch : NULL, reader != NULL ? PROF_CAP_SCRATCH : 0,
+                                      reader != NULL ? &reader->codes : NULL);
+            if (t->nframes != PROF_ST_TORN || read == PROF_CAP_READS) break;
+            (*torn_reads)++;
+        }
+        t->torn = t->nframes == PROF_ST_TORN;
+        t->gone = t->nframes == -1;
+        if (t->nframes < 0) {
+            t->nframes = 0;
+            t->depth = 0;
+        }
     }
     if (probe_ns > 0) {
         prof_cap_sleep(probe_ns);
@@ -165,7 +185,7 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
 
 static void *prof_cap_main(void *arg) {
     prof_cap_state *s = (prof_cap_state *)arg;
-    char *scratch = (char *)malloc(PROF_CAP_SCRATCH);
+    prof_cap_reader *reader = (prof_cap_reader *)calloc(1, sizeof(prof_cap_reader));
     pthread_mutex_lock(&s->mx);
     int64_t stratum = prof_cap_now(CLOCK_MONOTONIC);
     while (!s->stop) {
@@ -195,14 +215,14 @@ static void *prof_cap_main(void *arg) {
         prof_cap_target *tg = prof_cap_copy_targets(s, &n, &max_frames);
         pthread_mutex_unlock(&s->mx);
 
-        int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID);
-        prof_capture *c = tg != NULL ? prof_cap_take(tg, n, max_frames, probe, threshold, scratch,
-                                                     scratch != NULL ? PROF_CAP_SCRATCH : 0) : NULL;
+        int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID), torn = 0;
+        prof_capture *c = tg != NULL ? prof_cap_take(tg, n, max_frames, probe, threshold, reader, &torn) : NULL;
         int64_t cpu1 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID);
         free(tg);
 
         pthread_mutex_lock(&s->mx);
         s->cost_ns = cpu1 > cpu0 ? cpu1 - cpu0 : 1;
+        s->torn_reads += torn;
         if (c != NULL && s->count < PROF_CAP_QUEUE) {
             c->weight = weight + s->carried;
             s->carried = 0;
@@ -220,7 +240,7 @@ static void *prof_cap_main(void *arg) {
         }
     }
     pthread_mutex_unlock(&s->mx);
-    free(scratch);
+    free(reader);
     return NULL;
 }
 
@@ -302,15 +322,16 @@ static prof_capture *prof_cap_take_now(prof_cap_state *s, int64_t *cost_ns) {
     prof_cap_target *tg = prof_cap_copy_targets(s, &n, &max_frames);
     int64_t weight = s->interval_ns;
     pthread_mutex_unlock(&s->mx);
-    char *scratch = (char *)malloc(PROF_CAP_SCRATCH);
-    int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID);
-    prof_capture *c = tg != NULL || n == 0
-                          ? prof_cap_take(tg, n, max_frames, 0, 0, scratch, scratch != NULL ? PROF_CAP_SCRATCH : 0)
-                          : NULL;
+    prof_cap_reader *reader = (prof_cap_reader *)calloc(1, sizeof(prof_cap_reader));
+    int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID), torn = 0;
+    prof_capture *c = tg != NULL || n == 0 ? prof_cap_take(tg, n, max_frames, 0, 0, reader, &torn) : NULL;
     *cost_ns = prof_cap_now(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     if (c != NULL) c->weight = weight;
-    free(scratch);
+    free(reader);
     free(tg);
+    pthread_mutex_lock(&s->mx);
+    s->torn_reads += torn;
+    pthread_mutex_unlock(&s->mx);
     return c;
 }
 
@@ -323,6 +344,7 @@ static void prof_cap_reset(prof_cap_state *s) {
     s->stop = 0;
     prof_cap_drop_queue(s);
     s->carried = 0;
+    s->torn_reads = 0;
 }
 
 /* Every thread state of the interpreter, with the GIL held and no Python code run between this and

@@ -11,6 +11,7 @@ sampler reads the stacks itself with the GIL, through public C API only
 
 import sys
 import threading
+import types
 
 from profiler_core.events import Frame, omitted_frames_marker
 
@@ -84,6 +85,7 @@ cdef extern from "_capture.h":
         long long cpu
         int idle
         int gone
+        int torn
         int nframes
         int depth
         prof_st_frame* frames
@@ -95,13 +97,14 @@ cdef extern from "_capture.h":
     ctypedef struct prof_cap_state:
         long long cost_ns
         long long dropped
+        long long torn_reads
         long long probe_ns
         long long idle_threshold_ns
         int batch
     ctypedef struct PyInterpreterState
     int PROF_CAP_QUEUE
     int prof_st_init()
-    int prof_st_walk_made_up(void* previous)
+    int prof_st_walk_made_up(void* previous, void* code, int check)
     prof_cap_state* prof_cap_new()
     int prof_cap_start(prof_cap_state* s) nogil
     void prof_cap_stop(prof_cap_state* s) nogil
@@ -117,6 +120,10 @@ cdef extern from "_capture.h":
 
 
 cdef object _current_frames = sys._current_frames
+cdef object _FunctionType = types.FunctionType
+cdef object _ModuleType = types.ModuleType
+# The class namespace without calling anything a metaclass may define.
+cdef object _class_dict = type.__dict__["__dict__"].__get__
 cdef bint _HAS_QUALNAME = sys.version_info >= (3, 11)
 
 cdef str THREAD_ID = "thread id"
@@ -175,10 +182,12 @@ def can_read_without_gil():
     return prof_st_init() == 1
 
 
-def _walk_made_up_stack(size_t previous):
+def _walk_made_up_stack(size_t previous, code=None, bint check=False):
     """For tests: read a made-up one-frame stack whose caller link is the address ``previous``, as
-    a torn read may give; returns the frames kept (1), or -2 where frames are not in chunks (3.10)."""
-    return prof_st_walk_made_up(<void*>previous)
+    a torn read may give, and whose code is ``code`` (a made-up address when None), checked to be a
+    code object when ``check``; returns the frames kept (1), -2 for a torn stack (its code is not
+    a code object), or -3 where frames are not in chunks (3.10)."""
+    return prof_st_walk_made_up(<void*>previous, <void*>code if code is not None else NULL, check)
 
 
 def next_interval(long long tick_cost_ns, double max_time_usage_pct, double min_interval, double max_interval):
@@ -211,6 +220,7 @@ cdef class _ThreadState:
     cdef long long delta_last
     cdef bint probe_last
     cdef tuple cpu_pending
+    cdef long long wall_carried  # wall time of captures whose stack could not be read, for the next
     cdef object name
     cdef tuple labels
 
@@ -288,8 +298,11 @@ cdef class StackSampler:
     cdef public bint gil_free  # asked for: read stacks without the GIL where the system allows it
     cdef public bint reading_without_gil  # what the running (or last) run() does
     cdef dict live_codes  # code objects on some thread's stack now, by address (built on demand)
+    cdef dict held_codes  # every code object seen in live_codes so far, by address: held, so alive
+    cdef set scanned_namespaces  # ids of module namespaces whose functions are in held_codes
     cdef dict raw_stacks  # captured frames (as bytes, with the depth) -> the stack tuple made of them
     cdef public long long unknown_frames  # frames whose code could not be proven alive
+    cdef public long long torn_stacks  # thread captures given up: the stack changed under every read
     cdef public int capture_batch  # captures turned into samples per GIL acquisition
 
     def __init__(self, push, int max_frames=64, bint ignore_profiler=True, Py_ssize_t max_codes=20000,
@@ -313,6 +326,7 @@ cdef class StackSampler:
         self.gil_free = gil_free
         self.reading_without_gil = False
         self.unknown_frames = 0
+        self.torn_stacks = 0
         self.capture_batch = 4
         self.cap = prof_cap_new()
         if self.cap == NULL:
@@ -339,6 +353,8 @@ cdef class StackSampler:
         prof_cap_reset(self.cap)
         self.threads = {}
         self.codes = {}
+        self.held_codes = {}
+        self.scanned_namespaces = set()
         self.raw_stacks = {}
         self.tick = 0
         self.stop_requested = False
@@ -361,6 +377,11 @@ cdef class StackSampler:
     def dropped_captures(self):
         """Captures lost to a full queue or short memory (their wall time went to the next one)."""
         return self.cap.dropped
+
+    @property
+    def torn_reads(self):
+        """Stack reads done again because a frame changed while it was read (without the GIL)."""
+        return self.cap.torn_reads
 
     @property
     def known_threads(self):
@@ -519,13 +540,22 @@ cdef class StackSampler:
         cdef int i
         cdef prof_cap_thread* t
         cdef _ThreadState state
-        cdef long long wall = c.weight, delta, thr = self.blocked_threshold_ns
+        cdef long long wall = c.weight, wall_t, delta, thr = self.blocked_threshold_ns
         cdef bint blocked_prev
         cdef dict thread_labels = {}
         self.tick += 1
         active = threading._active
         for i in range(c.nthreads):
             t = &c.threads[i]
+            if t.torn:
+                # No stack this time: the thread keeps its state (its CPU time goes to the next
+                # capture's stack, as the clock is read then) and the wall time is carried there.
+                self.torn_stacks += 1
+                state = <_ThreadState>self.threads.get((t.ident, t.native_id))
+                if state is not None:
+                    state.seen_tick = self.tick  # not pruned below
+                    state.wall_carried += wall
+                continue
             if t.gone or t.depth == 0:  # ended, or running no Python code (as sys._current_frames)
                 continue
             ident = t.ident
@@ -548,6 +578,8 @@ cdef class StackSampler:
                 else:
                     state.labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, t.native_id), (THREAD_NAME, name))
             stack = self._resolve(t.frames, t.nframes, t.depth)
+            wall_t = wall + state.wall_carried
+            state.wall_carried = 0
             delta = 0
             if t.cpu >= 0:
                 if state.last_cpu >= 0 and t.cpu > state.last_cpu:
@@ -560,12 +592,12 @@ cdef class StackSampler:
                 self._split_cpu(state, blocked_prev)
             previous = state.last_stack
             if delta and previous is not None and previous != stack:
-                self._push_values(stack, state.labels, wall, 0)
+                self._push_values(stack, state.labels, wall_t, 0)
                 state.cpu_pending = (previous, stack, delta, blocked_prev)
                 if not t.idle or delta < thr:  # blocked now or not is already known
                     self._split_cpu(state, t.idle)
             else:
-                self._push_values(stack, state.labels, wall, delta)
+                self._push_values(stack, state.labels, wall_t, delta)
             state.last_stack = stack
             state.delta_last = delta
             state.probe_last = t.idle
@@ -604,6 +636,9 @@ cdef class StackSampler:
         if len(self.codes) > self.max_codes or len(self.raw_stacks) > self.max_codes:
             self.codes = {}
             self.raw_stacks = {}  # its stacks stand for code objects no longer held
+        if len(self.held_codes) > 2 * self.max_codes:  # namespaces fill it up to max_codes only
+            self.held_codes = {}
+            self.scanned_namespaces = set()
         # A stack seen before costs one lookup. Its code addresses are those of code objects this
         # sampler holds, so the same bytes mean the same code.
         raw = PyBytes_FromStringAndSize(<char*>frames, n * sizeof(prof_st_frame)) + depth.to_bytes(4, "little")
@@ -617,9 +652,15 @@ cdef class StackSampler:
             key = PyLong_FromVoidPtr(frames[i].code)
             info = <_CodeInfo>self.codes.get(key)
             if info is None:
-                if self.live_codes is None:
-                    self.live_codes = self._codes_on_stacks()
-                code = self.live_codes.get(key)
+                code = self.held_codes.get(key)
+                if code is None:
+                    if self.live_codes is None:
+                        self.live_codes = self._codes_on_stacks()
+                        # A code object seen once is known from then on, even when it is not on a
+                        # stack at the moment a later capture naming it is turned into samples.
+                        self.held_codes.update(self.live_codes)
+                    code = self.held_codes.get(key)
+                    code = self.live_codes.get(key)
                 if code is None:
                     self.unknown_frames += 1
                     unknown = True
@@ -644,13 +685,57 @@ cdef class StackSampler:
         return stack
 
     cdef dict _codes_on_stacks(self):
+        # Code objects on some thread's stack now, and (once per namespace) those of the functions
+        # and methods defined in, or imported into, the modules that these frames run in: a function
+        # that was the leaf of a capture has often returned by the time it is resolved, and its
+        # caller's module usually names it.
         cdef dict live = {}
         for frame in _current_frames().values():
             while frame is not None:
                 code = frame.f_code
                 live[id(code)] = code
+                namespace = frame.f_globals
+                if type(namespace) is dict and id(namespace) not in self.scanned_namespaces:
+                    self.scanned_namespaces.add(id(namespace))
+                    try:
+                        self._hold_functions_of(<dict>namespace, True)
+                    except Exception:
+                        self.errors += 1  # what was held stays correct: every entry is held
                 frame = frame.f_back
         return live
+
+    cdef _hold_functions_of(self, dict namespace, bint modules_too):
+        # Into held_codes: the code of each function and class method in `namespace`, and of each
+        # module's there (one level). Nothing here runs code of the program: only type checks and
+        # the namespaces themselves are read.
+        cdef dict held = self.held_codes
+        for value in list(namespace.values()):
+            if len(held) > self.max_codes:
+                return
+            if type(value) is _FunctionType:
+                self._hold_code(value.__code__)
+            elif isinstance(value, type):
+                try:
+                    members = _class_dict(value)
+                except Exception:
+                    continue
+                for member in list(members.values()):
+                    if type(member) is staticmethod or type(member) is classmethod:
+                        member = member.__func__
+                    if type(member) is _FunctionType:
+                        self._hold_code(member.__code__)
+            elif modules_too and type(value) is _ModuleType:
+                module_namespace = value.__dict__
+                if type(module_namespace) is dict and id(module_namespace) not in self.scanned_namespaces:
+                    self.scanned_namespaces.add(id(module_namespace))
+                    self._hold_functions_of(<dict>module_namespace, False)
+
+    cdef _hold_code(self, code):
+        # A function's code and the code of the functions it defines (constants of it), held.
+        self.held_codes[id(code)] = code
+        for const in code.co_consts:
+            if type(const) is type(code):
+                self._hold_code(const)
 
     cdef void _sleep_until(self, long long deadline) noexcept nogil:
         cdef timespec ts

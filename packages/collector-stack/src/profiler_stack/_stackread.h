@@ -34,6 +34,9 @@
 
 /* A chain longer than this is taken to be a torn read (a cycle), and cut. */
 #define PROF_ST_MAX_DEPTH 4096
+/* prof_st_walk's result for a stack read while it changed (a frame's code is not a code object) */
+#define PROF_ST_TORN (-2)
+#define PROF_ST_CODE_CACHE 1024 /* power of two */
 
 typedef struct {
     void *code; /* address of the frame's code object, as read: unverified */
@@ -41,6 +44,12 @@ typedef struct {
 } prof_st_frame;
 
 static pid_t prof_st_pid = 0;
+
+/* Addresses seen holding a code object, per reading thread: a direct-mapped cache, so a frame's
+   code is checked with a system call only the first time its address is met. */
+typedef struct {
+    const void *addr[PROF_ST_CODE_CACHE];
+} prof_st_code_cache;
 
 static int prof_st_read(const void *addr, void *out, size_t n) {
     struct iovec local, remote;
@@ -50,6 +59,21 @@ static int prof_st_read(const void *addr, void *out, size_t n) {
     remote.iov_base = (void *)addr;
     remote.iov_len = n;
     return process_vm_readv(prof_st_pid, &local, 1, &remote, 1, 0) == (ssize_t)n ? 0 : -1;
+}
+
+/* Whether `code` is the address of an object whose type is the code type. The thread being read
+   moves on while its frames are copied, so a copy may mix two frames; such a frame's code word is
+   then some other value, and this tells it apart. It proves nothing about the object being alive
+   later: the sampler checks that with the GIL before using the address. */
+static int prof_st_is_code(const void *code, prof_st_code_cache *cache) {
+    size_t slot = ((uintptr_t)code >> 4) & (PROF_ST_CODE_CACHE - 1);
+    const void *type = NULL;
+    if (cache->addr[slot] == code) return 1;
+    if (prof_st_read((const char *)code + offsetof(PyObject, ob_type), &type, sizeof(type)) != 0
+        || type != (const void *)&PyCode_Type)
+        return 0;
+    cache->addr[slot] = code;
+    return 1;
 }
 
 /* Whether safe reads work here (they need no privilege on our own process, but a seccomp
@@ -64,11 +88,12 @@ static int prof_st_init(void) {
 
 /* Reads the stack of the thread whose state is at `tstate` (taken with the GIL, possibly gone
    since), leaf first: at most `max` frames kept in `out`, `*depth` set to all frames seen.
-   Returns the number kept, or -1 when the state no longer belongs to thread `ident`.
+   Returns the number kept, -1 when the state no longer belongs to thread `ident`, or PROF_ST_TORN
+   when a frame's code is not a code object (checked where `codes` is given; worth reading again).
    `scratch` (`scratch_size` bytes) receives the thread's current data stack chunk in one read,
    where most of its frames live (3.11+): one system call instead of one per frame. */
 static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_frame *out, int max, int *depth,
-                        char *scratch, size_t scratch_size) {
+                        char *scratch, size_t scratch_size, prof_st_code_cache *codes) {
     PyThreadState ts;
     int n = 0, d = 0;
     *depth = 0;
@@ -108,6 +133,7 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
         void *code = (void *)frame.f_code;
 #endif
         if (code == NULL) continue;
+        if (codes != NULL && !prof_st_is_code(code, codes)) return PROF_ST_TORN;
         /* pointer arithmetic on the copy, spelled out: the code object itself is not read (the
            interpreter's own macro asserts that it is a code object, in a debug build) */
 #if PY_VERSION_HEX >= 0x030D0000
@@ -132,6 +158,7 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
         if (prof_st_read(f, &frame, sizeof(frame)) != 0) break;
         f = frame.f_back;
         if (frame.f_code == NULL) continue;
+        if (codes != NULL && !prof_st_is_code(frame.f_code, codes)) return PROF_ST_TORN;
         if (n < max) {
             out[n].code = (void *)frame.f_code;
             out[n].lasti = frame.f_lasti < 0 ? 0 : frame.f_lasti * (int)sizeof(_Py_CODEUNIT);
@@ -145,17 +172,20 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
 }
 
 /* For tests: walks a made-up thread of one frame whose link to its caller is `previous`, an
-   address no frame has (as a torn read may give), with that frame inside the data-stack chunk.
-   Returns what prof_st_walk returns (1: the frame kept, the bad link dropped), or -2 where
-   frames are not kept in chunks (3.10). */
-static int prof_st_walk_made_up(void *previous) {
+   address no frame has (as a torn read may give), with that frame inside the data-stack chunk and
+   `code` as its code (a made-up address, never read, when NULL). Code is checked when `check`.
+   Returns what prof_st_walk returns (1: the frame kept, the bad link dropped; PROF_ST_TORN: `code`
+   is no code object), or -3 where frames are not kept in chunks (3.10). */
+static int prof_st_walk_made_up(void *previous, void *code, int check) {
 #if PY_VERSION_HEX >= 0x030B0000
     static _Alignas(16) char chunk[1024];
     static char scratch[1024];
     static PyThreadState ts;
     _PyInterpreterFrame *frame = (_PyInterpreterFrame *)(chunk + 64);
+    static prof_st_code_cache cache;
     prof_st_frame out[4];
     int depth = 0;
+    void *executable = code != NULL ? (void *)code : (void *)chunk;
     memset(chunk, 0, sizeof(chunk));
     memset(&ts, 0, sizeof(ts));
     ts.thread_id = 42;
@@ -164,11 +194,11 @@ static int prof_st_walk_made_up(void *previous) {
     frame->previous = (_PyInterpreterFrame *)previous;
     frame->owner = FRAME_OWNED_BY_THREAD;
 #if PY_VERSION_HEX >= 0x030E0000
-    frame->f_executable.bits = (uintptr_t)chunk; /* never dereferenced */
+    frame->f_executable.bits = (uintptr_t)executable;
 #elif PY_VERSION_HEX >= 0x030D0000
-    frame->f_executable = (PyObject *)chunk;
+    frame->f_executable = (PyObject *)executable;
 #else
-    frame->f_code = (PyCodeObject *)chunk;
+    frame->f_code = (PyCodeObject *)executable;
 #endif
 #if PY_VERSION_HEX >= 0x030D0000
     ts.current_frame = frame;
@@ -179,10 +209,13 @@ static int prof_st_walk_made_up(void *previous) {
     ts.cframe = &cframe;
 #endif
     prof_st_pid = getpid();
-    return prof_st_walk(&ts, 42, out, 4, &depth, scratch, sizeof(scratch));
+    memset(&cache, 0, sizeof(cache));
+    return prof_st_walk(&ts, 42, out, 4, &depth, scratch, sizeof(scratch), check ? &cache : NULL);
 #else
     (void)previous;
-    return -2;
+    (void)code;
+    (void)check;
+    return -3;
 #endif
 }
 

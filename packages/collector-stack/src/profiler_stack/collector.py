@@ -68,13 +68,16 @@ class StackCollector(Collector):
             LOG.exception("stack sampler stopped")
 
     def stats(self) -> "Dict[str, float]":
-        """Sampling figures: the interval, samples lost to errors, captures dropped, frames left unnamed."""
+        """Sampling figures: the interval, samples lost to errors, captures dropped, frames left unnamed,
+        stack reads done again (a frame changed while read) and thread captures given up for that."""
         sampler = self.sampler
         return {
             "interval": sampler.interval,
             "errors": float(sampler.errors),
             "dropped_captures": float(sampler.dropped_captures),
             "unknown_frames": float(sampler.unknown_frames),
+            "torn_reads": float(sampler.torn_reads),
+            "torn_stacks": float(sampler.torn_stacks),
         }
 
     @property
