@@ -329,6 +329,26 @@ def test_functions_that_returned_before_the_capture_was_resolved_are_named():
 
 
 @needs_gil_free
+def test_code_objects_held_to_name_frames_stay_bounded():
+    namespace = {}
+    exec("\n".join("def f%d():\n    pass" % i for i in range(500)), namespace)
+    exec("def runs_here(stop):\n    while not stop.is_set():\n        f1()", namespace)
+    pushes = Pushes()
+    sampler = StackSampler(pushes, 64, max_codes=100)
+    stop = threading.Event()
+    t = threading.Thread(target=namespace["runs_here"], args=(stop,), name="many-functions")
+    t.start()
+    try:
+        for _ in range(50):
+            sampler.capture_once()
+    finally:
+        stop.set()
+        t.join()
+    assert 0 < sampler.held_code_count <= 100
+    assert any(labels.get("thread name") == "many-functions" for _s, labels, _v in pushes.items)
+
+
+@needs_gil_free
 def test_line_numbers_read_without_the_gil_are_the_interpreters():
     pushes = Pushes()
     sampler = StackSampler(pushes, 64)

@@ -298,7 +298,7 @@ cdef class StackSampler:
     cdef public bint gil_free  # asked for: read stacks without the GIL where the system allows it
     cdef public bint reading_without_gil  # what the running (or last) run() does
     cdef dict live_codes  # code objects on some thread's stack now, by address (built on demand)
-    cdef dict held_codes  # every code object seen in live_codes so far, by address: held, so alive
+    cdef dict held_codes  # code objects seen on stacks or in their modules, by address: held, so alive (bounded)
     cdef set scanned_namespaces  # ids of module namespaces whose functions are in held_codes
     cdef dict raw_stacks  # captured frames (as bytes, with the depth) -> the stack tuple made of them
     cdef public long long unknown_frames  # frames whose code could not be proven alive
@@ -377,6 +377,11 @@ cdef class StackSampler:
     def dropped_captures(self):
         """Captures lost to a full queue or short memory (their wall time went to the next one)."""
         return self.cap.dropped
+
+    @property
+    def held_code_count(self):
+        """Code objects held so that captured addresses can be named (at most ``max_codes``)."""
+        return len(self.held_codes)
 
     @property
     def torn_reads(self):
@@ -636,7 +641,7 @@ cdef class StackSampler:
         if len(self.codes) > self.max_codes or len(self.raw_stacks) > self.max_codes:
             self.codes = {}
             self.raw_stacks = {}  # its stacks stand for code objects no longer held
-        if len(self.held_codes) > 2 * self.max_codes:  # namespaces fill it up to max_codes only
+        if len(self.held_codes) > self.max_codes:  # namespaces fill it up to half of that only
             self.held_codes = {}
             self.scanned_namespaces = set()
         # A stack seen before costs one lookup. Its code addresses are those of code objects this
@@ -710,7 +715,7 @@ cdef class StackSampler:
         # the namespaces themselves are read.
         cdef dict held = self.held_codes
         for value in list(namespace.values()):
-            if len(held) > self.max_codes:
+            if len(held) > self.max_codes // 2:
                 return
             if type(value) is _FunctionType:
                 self._hold_code(value.__code__)
