@@ -664,8 +664,7 @@ cdef class StackSampler:
                         # A code object seen once is known from then on, even when it is not on a
                         # stack at the moment a later capture naming it is turned into samples.
                         self.held_codes.update(self.live_codes)
-                    code = self.held_codes.get(key)
-                    code = self.live_codes.get(key)
+                        code = self.held_codes.get(key)
                 if code is None:
                     self.unknown_frames += 1
                     unknown = True
