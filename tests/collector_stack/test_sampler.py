@@ -308,22 +308,28 @@ def calls_leaf_functions(stop):
         leaf_function(200)
 
 
+def stacks_captured_while_running(sampler, pushes, loop, name, captures):
+    """Run ``loop(stop)`` in a thread called ``name``, capture ``captures`` times, stop it: the
+    stacks pushed for that thread."""
+    stop = threading.Event()
+    t = threading.Thread(target=loop, args=(stop,), name=name)
+    t.start()
+    try:
+        for _ in range(captures):
+            sampler.capture_once()
+    finally:
+        stop.set()
+        t.join()
+    return [s for s, labels, _v in pushes.items if labels.get("thread name") == name]
+
+
 @needs_gil_free
 def test_functions_that_returned_before_the_capture_was_resolved_are_named():
     """A short function seen in a capture has often returned by the time the sampler has the GIL;
     it is named from the module of its caller instead of being left unknown."""
     pushes = Pushes()
     sampler = StackSampler(pushes, 64)
-    stop = threading.Event()
-    t = threading.Thread(target=calls_leaf_functions, args=(stop,), name="the-caller")
-    t.start()
-    try:
-        for _ in range(200):
-            sampler.capture_once()
-    finally:
-        stop.set()
-        t.join()
-    stacks = [s for s, labels, _v in pushes.items if labels.get("thread name") == "the-caller"]
+    stacks = stacks_captured_while_running(sampler, pushes, calls_leaf_functions, "the-caller", 200)
     assert "leaf_function" in [s[0].function for s in stacks]
     unknown = sum(1 for s in stacks for f in s if f.function == "<unknown>")
     assert unknown == 0, (unknown, sampler.unknown_frames)
@@ -336,17 +342,9 @@ def test_code_objects_held_to_name_frames_stay_bounded():
     exec("def runs_here(stop):\n    while not stop.is_set():\n        f1()", namespace)
     pushes = Pushes()
     sampler = StackSampler(pushes, 64, max_codes=100)
-    stop = threading.Event()
-    t = threading.Thread(target=namespace["runs_here"], args=(stop,), name="many-functions")
-    t.start()
-    try:
-        for _ in range(50):
-            sampler.capture_once()
-    finally:
-        stop.set()
-        t.join()
+    stacks = stacks_captured_while_running(sampler, pushes, namespace["runs_here"], "many-functions", 50)
     assert 0 < sampler.held_code_count <= 100
-    assert any(labels.get("thread name") == "many-functions" for _s, labels, _v in pushes.items)
+    assert stacks
 
 
 @needs_gil_free

@@ -148,6 +148,8 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
     c->threads = (prof_cap_thread *)(c + 1);
     prof_st_frame *frames = (prof_st_frame *)(c->threads + n);
     c->when = prof_cap_now(CLOCK_MONOTONIC);
+    char *scratch = reader != NULL ? reader->scratch : NULL;
+    prof_st_code_cache *codes = reader != NULL ? &reader->codes : NULL;
     for (int i = 0; i < n; i++) {
         prof_cap_thread *t = &c->threads[i];
         t->ident = tg[i].ident;
@@ -157,9 +159,8 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
         /* A dead thread's clock reads -1 (EINVAL): clocks name kernel thread ids, not memory. */
         t->cpu = tg[i].has_clock ? prof_cap_now(tg[i].clock) : -1;
         for (int read = 1;; read++) {
-            t->nframes = prof_st_walk(tg[i].tstate, tg[i].ident, t->frames, max_frames, &t->depth,
-                                      reader != NULL ? reader->scratch : NULL, reader != NULL ? PROF_CAP_SCRATCH : 0,
-                                      reader != NULL ? &reader->codes : NULL);
+            t->nframes = prof_st_walk(tg[i].tstate, tg[i].ident, t->frames, max_frames, &t->depth, scratch,
+                                      scratch != NULL ? PROF_CAP_SCRATCH : 0, codes);
             if (t->nframes != PROF_ST_TORN || read == PROF_CAP_READS) break;
             (*torn_reads)++;
         }

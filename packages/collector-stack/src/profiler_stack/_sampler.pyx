@@ -297,7 +297,7 @@ cdef class StackSampler:
     cdef prof_cap_state* cap  # the capturing thread's state (GIL-free mode)
     cdef public bint gil_free  # asked for: read stacks without the GIL where the system allows it
     cdef public bint reading_without_gil  # what the running (or last) run() does
-    cdef dict live_codes  # code objects on some thread's stack now, by address (built on demand)
+    cdef bint stacks_looked_at  # held_codes has the code on every stack since this batch began
     cdef dict held_codes  # code objects seen on stacks or in their modules, by address: held, so alive (bounded)
     cdef set scanned_namespaces  # ids of module namespaces whose functions are in held_codes
     cdef dict raw_stacks  # captured frames (as bytes, with the depth) -> the stack tuple made of them
@@ -470,7 +470,7 @@ cdef class StackSampler:
                 # CPU, not elapsed time: the GIL may go to a busy thread in the middle of this.
                 began = _clock_ns(CLOCK_THREAD_CPUTIME_ID)
                 taken = n
-                self.live_codes = None
+                self.stacks_looked_at = False
                 try:
                     for i in range(n):
                         self._take_capture(got[i])
@@ -480,7 +480,6 @@ cdef class StackSampler:
                     for i in range(n):
                         prof_cap_free(got[i])
                     n = 0
-                    self.live_codes = None
                 cost = (_clock_ns(CLOCK_THREAD_CPUTIME_ID) - began) // taken + self.cap.cost_ns
                 self.last_cost = max(cost, 1)
                 self.interval = _next_interval(self.last_cost, max_time_usage_pct, min_interval, max_interval)
@@ -504,6 +503,7 @@ cdef class StackSampler:
         if c == NULL:
             raise MemoryError()
         began = _clock_ns(CLOCK_THREAD_CPUTIME_ID)
+        self.stacks_looked_at = False
         try:
             self._take_capture(c)
         finally:
@@ -632,8 +632,8 @@ cdef class StackSampler:
 
     cdef tuple _resolve(self, prof_st_frame* frames, int n, int depth):
         # Captured (code address, offset) pairs to Frames. An address is used only if it is a code
-        # object this sampler holds (cached: alive, so its address cannot have been reused) or one
-        # on some thread's stack now: never a pointer that may have been freed since the capture.
+        # object this sampler holds (alive, so its address cannot have been reused): never a pointer
+        # that may have been freed since the capture.
         cdef list out = []
         cdef int i, kept, lasti
         cdef _CodeInfo info
@@ -644,6 +644,7 @@ cdef class StackSampler:
         if len(self.held_codes) > self.max_codes:  # namespaces fill it up to half of that only
             self.held_codes = {}
             self.scanned_namespaces = set()
+            self.stacks_looked_at = False
         # A stack seen before costs one lookup. Its code addresses are those of code objects this
         # sampler holds, so the same bytes mean the same code.
         raw = PyBytes_FromStringAndSize(<char*>frames, n * sizeof(prof_st_frame)) + depth.to_bytes(4, "little")
@@ -658,13 +659,10 @@ cdef class StackSampler:
             info = <_CodeInfo>self.codes.get(key)
             if info is None:
                 code = self.held_codes.get(key)
-                if code is None:
-                    if self.live_codes is None:
-                        self.live_codes = self._codes_on_stacks()
-                        # A code object seen once is known from then on, even when it is not on a
-                        # stack at the moment a later capture naming it is turned into samples.
-                        self.held_codes.update(self.live_codes)
-                        code = self.held_codes.get(key)
+                if code is None and not self.stacks_looked_at:
+                    self.stacks_looked_at = True
+                    self._hold_codes_on_stacks()
+                    code = self.held_codes.get(key)
                 if code is None:
                     self.unknown_frames += 1
                     unknown = True
@@ -688,16 +686,17 @@ cdef class StackSampler:
             self.raw_stacks[raw] = stack
         return stack
 
-    cdef dict _codes_on_stacks(self):
-        # Code objects on some thread's stack now, and (once per namespace) those of the functions
-        # and methods defined in, or imported into, the modules that these frames run in: a function
-        # that was the leaf of a capture has often returned by the time it is resolved, and its
-        # caller's module usually names it.
-        cdef dict live = {}
+    cdef _hold_codes_on_stacks(self):
+        # Into held_codes (known from then on, even when no longer on a stack at the moment a later
+        # capture naming them is resolved): code objects on some thread's stack now, and (once per
+        # namespace) those of the functions and methods defined in, or imported into, the modules
+        # these frames run in: a function that was the leaf of a capture has often returned by the
+        # time it is resolved, and its caller's module usually names it.
+        cdef dict held = self.held_codes
         for frame in _current_frames().values():
             while frame is not None:
                 code = frame.f_code
-                live[id(code)] = code
+                held[id(code)] = code
                 namespace = frame.f_globals
                 if type(namespace) is dict and id(namespace) not in self.scanned_namespaces:
                     self.scanned_namespaces.add(id(namespace))
@@ -706,7 +705,6 @@ cdef class StackSampler:
                     except Exception:
                         self.errors += 1  # what was held stays correct: every entry is held
                 frame = frame.f_back
-        return live
 
     cdef _hold_functions_of(self, dict namespace, bint modules_too):
         # Into held_codes: the code of each function and class method in `namespace`, and of each

@@ -168,11 +168,7 @@ class AgentExporter(Exporter):
                 profile = self._pending.popleft()
                 self._in_flight = 1
                 stopping = self._stopping
-            try:
-                delivered = self._deliver(profile, retry=not stopping)
-            except Exception:  # never let a bug kill the thread silently
-                LOG.exception("profiler: upload failed unexpectedly")
-                delivered = True  # do not retry what crashed us
+            delivered = self._attempt(profile, retry=not stopping)
             with self._cond:
                 self._in_flight = 0
                 if not delivered and not self._closed:
@@ -189,8 +185,12 @@ class AgentExporter(Exporter):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
+        return self._attempt(profile, retry=False, timeout=min(self.config.api_timeout, remaining))
+
+    def _attempt(self, profile: "ExportedProfile", retry: bool, timeout: "Optional[float]" = None) -> bool:
+        """``_deliver``, where a bug is logged and the profile counted as done (never retried, never raised)."""
         try:
-            return self._deliver(profile, retry=False, timeout=min(self.config.api_timeout, remaining))
+            return self._deliver(profile, retry, timeout)
         except Exception:
             LOG.exception("profiler: upload failed unexpectedly")
             return True
