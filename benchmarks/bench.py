@@ -54,6 +54,10 @@ def ensure_env() -> str:
         subprocess.check_call([python, "-m", "pip", "install", "-q", "--upgrade", "pip"])
     if subprocess.call([python, "-c", "import ddtrace"], stderr=subprocess.DEVNULL) != 0:
         subprocess.check_call([python, "-m", "pip", "install", "-q", DDTRACE])
+    # Our distributions' names before the rename (pyprof-dd-*): an environment made before it has
+    # them, sharing modules with the new ones; they go first, or uninstalling them later breaks those.
+    old_names = ["profiler", "profiler-core"] + ["profiler-" + p for p in PACKAGES if p not in ("core", "profiler")]
+    subprocess.call([python, "-m", "pip", "uninstall", "-q", "-y"] + old_names, stderr=subprocess.DEVNULL)
     subprocess.check_call(
         [python, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps"]
         + [os.path.join(ROOT, "packages", p) for p in PACKAGES]

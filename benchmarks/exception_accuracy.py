@@ -31,7 +31,7 @@ def main() -> None:
     for (stack, labels), values in recorder.flush().samples.items():
         key = (dict(labels)["exception type"], stack[0].function if stack else "")
         estimated[key] = estimated.get(key, 0) + values["exception-samples"]
-    path = "sys.monitoring" if HAS_MONITORING else "constructor hook"
+    path = "sys.monitoring" if HAS_MONITORING else "trace slot"
     print("| exceptions (%s, interval %g) | true | estimated | error |" % (path, collector.interval))
     print("|---|---|---|---|")
     for (kind, fn), true in ((("builtins.ValueError", "f"), 3000 * rounds), (("builtins.KeyError", "g"), 1000 * rounds)):

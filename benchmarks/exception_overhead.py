@@ -36,7 +36,7 @@ def main() -> None:
         profiled.append(raise_loop(n))
         collector.stop()
     p, q = statistics.median(plain) / n * 1e9, statistics.median(profiled) / n * 1e9
-    path = "sys.monitoring RAISE" if HAS_MONITORING else "constructor hook"
+    path = "sys.monitoring RAISE" if HAS_MONITORING else "trace slot"
     print("CPython %s (%s), interval %g: %.1f ns plain, %.1f ns profiled per raise/catch, ratio %.3f"
           % (sys.version.split()[0], path, interval, p, q, q / p))
 

@@ -2,7 +2,9 @@
 
 Prints, per scenario and thread, the wall and CPU shares the profile gives next
 to what the workload measured it spent (perf_counter / thread_time around each
-call). ``python benchmarks/stack_accuracy.py [runs] [rounds]``.
+call). ``python benchmarks/stack_accuracy.py [runs] [rounds]``. These are the quiet-machine
+figures (70/30/50 ms phases); the test suite checks longer phases, with bounds that hold on a busy
+machine too (tests/collector_stack/test_accuracy.py).
 """
 
 from __future__ import annotations
@@ -18,13 +20,19 @@ from profiler_core.recorder import Recorder  # noqa: E402
 from profiler_stack.collector import StackCollector  # noqa: E402
 from workload import Truth, profile_shares  # noqa: E402
 
-SCENARIOS = {"main only": (True, False), "worker only": (False, True), "main + worker": (True, True)}
+#: scenario -> (main thread works, worker works, stacks read without the GIL)
+SCENARIOS = {
+    "main only": (True, False, True),
+    "worker only": (False, True, True),
+    "main + worker": (True, True, True),
+    "main only, GIL held": (True, False, False),
+}
 
 
-def run(main_works: bool, worker_works: bool, rounds: int):
+def run(main_works: bool, worker_works: bool, rounds: int, gil_free: bool = True):
     truth = Truth()
     recorder = Recorder()
-    collector = StackCollector(recorder, ProfilerConfig())
+    collector = StackCollector(recorder, ProfilerConfig(), gil_free=gil_free)
     collector.start()
     worker = threading.Thread(target=truth.run if worker_works else lambda n: None, args=(rounds,), name="worker")
     worker.start()
@@ -43,9 +51,9 @@ def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     worst = {}
-    for scenario, (main_works, worker_works) in SCENARIOS.items():
+    for scenario, (main_works, worker_works, gil_free) in SCENARIOS.items():
         for _ in range(runs):
-            truth, samples = run(main_works, worker_works, rounds)
+            truth, samples = run(main_works, worker_works, rounds, gil_free)
             for name in [n for n, on in (("MainThread", main_works), ("worker", worker_works)) if on]:
                 wall, _ = profile_shares(samples, "wall-time", name)
                 expected = truth.wall_pct(name)

@@ -30,6 +30,32 @@ PACKAGES = [
     "profiler",
 ]
 STAMP = os.path.join(sys.prefix, "profiler-dev-install.stamp")
+# The distributions' names before they were renamed (another project holds "profiler" on the
+# package index): an environment made before then still has them, with the same modules and entry
+# points, so they go first.
+OLD_NAMES = [
+    "profiler",
+    "profiler-core",
+    "profiler-collector-stack",
+    "profiler-collector-lock",
+    "profiler-collector-memory",
+    "profiler-collector-exception",
+    "profiler-exporter-agent",
+]
+
+
+def installed_old_names() -> list:
+    """Which of OLD_NAMES are installed in this environment."""
+    from importlib import metadata
+
+    found = []
+    for name in OLD_NAMES:
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
 
 
 def extensions_built() -> bool:
@@ -61,6 +87,11 @@ def fingerprint() -> str:
 
 
 def main() -> int:
+    old = installed_old_names()
+    if old:
+        subprocess.call([sys.executable, "-m", "pip", "uninstall", "--quiet", "--yes"] + old)
+        if os.path.exists(STAMP):
+            os.remove(STAMP)  # uninstalling an old name removed the modules its new name shares
     wanted = fingerprint()
     if "--force" not in sys.argv and os.path.exists(STAMP) and extensions_built():
         with open(STAMP) as f:

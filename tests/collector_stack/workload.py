@@ -1,4 +1,9 @@
-"""Known-split workloads for accuracy tests: a() and b() burn CPU, c() sleeps; time spent is measured."""
+"""Known-split workloads for accuracy tests: a() and b() burn CPU, c() sleeps; time spent is measured.
+
+Nominal phases are 70/30/50 ms; ``scale`` stretches all three (the tests use longer phases than the
+benchmark, see tests/collector_stack/test_accuracy.py). Each thread also measures how long it waited
+for a CPU while it ran (``cpu_wait_share``): how busy the machine was, from the kernel's own count.
+"""
 
 import threading
 import time
@@ -13,16 +18,25 @@ def burn(seconds):
         pass
 
 
-def a():
-    burn(A_SECONDS)
+def a(scale=1.0):
+    burn(A_SECONDS * scale)
 
 
-def b():
-    burn(B_SECONDS)
+def b(scale=1.0):
+    burn(B_SECONDS * scale)
 
 
-def c():
-    time.sleep(C_SECONDS)
+def c(scale=1.0):
+    time.sleep(C_SECONDS * scale)
+
+
+def run_queue_wait_ns():
+    """Nanoseconds this thread has spent runnable but waiting for a CPU (Linux schedstat), or None."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def deep(n, event):
@@ -36,20 +50,31 @@ def deep(n, event):
 class Truth:
     """Wall and CPU seconds actually spent in a, b and c, per thread name."""
 
-    def __init__(self):
+    def __init__(self, scale=1.0):
+        self.scale = scale
         self.wall = defaultdict(lambda: defaultdict(float))
         self.cpu = defaultdict(lambda: defaultdict(float))
+        self.cpu_wait = {}  # thread name -> share of its run spent waiting for a CPU, None if unknown
         self._lock = threading.Lock()
 
     def run(self, rounds):
         name = threading.current_thread().name
+        wait0, start = run_queue_wait_ns(), time.perf_counter()
         for _ in range(rounds):
             for fn in (a, b, c):
                 w0, c0 = time.perf_counter(), time.thread_time()
-                fn()
+                fn(self.scale)
                 with self._lock:
                     self.wall[name][fn.__name__] += time.perf_counter() - w0
                     self.cpu[name][fn.__name__] += time.thread_time() - c0
+        wait1, elapsed = run_queue_wait_ns(), time.perf_counter() - start
+        known = wait0 is not None and wait1 is not None and elapsed > 0
+        self.cpu_wait[name] = (wait1 - wait0) / 1e9 / elapsed if known else None
+
+    def busiest_cpu_wait(self):
+        """The largest share of its run any thread waited for a CPU; None if a thread could not tell."""
+        shares = list(self.cpu_wait.values())
+        return None if not shares or None in shares else max(shares)
 
     def wall_pct(self, name):
         total = sum(self.wall[name].values())

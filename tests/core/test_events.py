@@ -39,3 +39,10 @@ def test_sample_labels_tuple_orders_thread_and_task_labels_first():
         ("task name", "t"),
         ("span id", 9),
     )
+
+
+def test_one_omitted_frame_is_singular():
+    from profiler_core.events import omitted_frames_marker
+
+    assert omitted_frames_marker(1).function == "<1 frame omitted>"
+    assert omitted_frames_marker(2).function == "<2 frames omitted>"

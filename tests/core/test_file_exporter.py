@@ -1,4 +1,5 @@
 import gzip
+import logging
 import os
 
 import pytest
@@ -35,9 +36,28 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError):
-        exp.export(make())
+    exp.export(make())  # dropped and counted, never raised (the scheduler would print a traceback)
     assert os.listdir(tmp_path) == []
+    assert exp.stats()["errors"] == 1 and exp.stats()["written"] == 0
+
+
+def test_unwritable_output_is_one_rate_limited_line_naming_the_variable(tmp_path, caplog):
+    """A prefix under a regular file (unwritable even as root): a warning at start, then one line naming
+    DD_PROFILING_OUTPUT_PPROF for the first failed period and none for the next ones; no traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    prefix = str(blocker / "profiles" / "p")
+    with caplog.at_level(logging.WARNING, logger="profiler_core.file_exporter"):
+        exp = FileExporter(ProfilerConfig(output_pprof=prefix))
+        assert "not a directory" in caplog.text and "DD_PROFILING_OUTPUT_PPROF" in caplog.text
+        caplog.clear()
+        for seq in range(5):
+            exp.export(make(seq=seq))
+    lines = [r for r in caplog.records if "cannot write" in r.getMessage()]
+    assert len(lines) == 1, caplog.text
+    assert "DD_PROFILING_OUTPUT_PPROF" in lines[0].getMessage() and "\n" not in lines[0].getMessage()
+    assert not lines[0].exc_info
+    assert exp.stats() == {"written": 0.0, "errors": 5.0, "dropped": 5.0}
 
 
 def test_enabled_only_with_a_prefix():

@@ -52,3 +52,13 @@ def test_go_pprof_raw_labels_and_omitted_frames(profile_path):
     assert "thread id:[7]" in out
     assert "class name:[Handler]" in out
     assert "<8 frames omitted>" in pprof(["-top", "-sample_index=wall-time"], profile_path)
+
+
+def test_go_pprof_opens_on_cpu_time_by_default(tmp_path):
+    r = Recorder()
+    r.push((QUERY, MAIN), (), {"cpu-time": 40_000_000, "wall-time": 90_000_000})
+    r.push((HANDLE, MAIN), (), {"heap-live-samples": 0, "heap-space": 0})
+    path = tmp_path / "d.pprof"
+    path.write_bytes(gzip.compress(encode_profile(r.flush())))
+    out = pprof(["-top"], str(path))  # no -sample_index: the profile's default_sample_type decides
+    assert "Total samples = 40ms" in out or "of 40ms total" in out, out

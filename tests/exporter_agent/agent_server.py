@@ -49,11 +49,17 @@ class Upload:
 
 
 class FakeAgent:
-    """Records uploads; ``statuses`` are answered in turn (then 200); ``delay`` stalls each answer."""
+    """Records uploads; ``statuses`` are answered in turn (then 200); ``delay`` stalls each answer.
 
-    def __init__(self, statuses=(), delay=0.0, unix_socket=None, port=0):
+    A 3xx status is sent with ``Location: <location>``. ``request_times`` holds the
+    ``time.monotonic()`` of every request received.
+    """
+
+    def __init__(self, statuses=(), delay=0.0, unix_socket=None, port=0, location=None):
         self.uploads = []
         self.requests = 0
+        self.request_times = []
+        self.location = location
         self.statuses = list(statuses)
         self.delay = delay
         self.received = threading.Condition()
@@ -67,11 +73,14 @@ class FakeAgent:
                     time.sleep(agent.delay)
                 with agent.received:
                     agent.requests += 1
+                    agent.request_times.append(time.monotonic())
                     status = agent.statuses.pop(0) if agent.statuses else 200
                     if status == 200:
                         agent.uploads.append(Upload(self.path, dict(self.headers), body))
                     agent.received.notify_all()
                 self.send_response(status)
+                if 300 <= status < 400 and agent.location:
+                    self.send_header("Location", agent.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

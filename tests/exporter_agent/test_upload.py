@@ -1,9 +1,7 @@
 import logging
 import os
 import sys
-import threading
 import time
-import types
 
 import pytest
 
@@ -153,11 +151,11 @@ def refuse_new_threads(monkeypatch):
     """The exporter's threads fail to start as in atexit callbacks on CPython 3.12 (interpreter
     finalizing); the fake agent's own threads still start."""
 
-    class RefusedThread(threading.Thread):
+    class RefusedThread(exporter_module.ProfilerThread):
         def start(self):
             raise RuntimeError("can't create new thread at interpreter shutdown")
 
-    monkeypatch.setattr(exporter_module, "threading", types.SimpleNamespace(Thread=RefusedThread, Condition=threading.Condition))
+    monkeypatch.setattr(exporter_module, "ProfilerThread", RefusedThread)
 
 
 def test_no_thread_at_shutdown_stop_uploads_inline(agent, monkeypatch, caplog):
@@ -219,10 +217,14 @@ def test_endpoint_precedence():
     assert agentless.url == "https://intake.profile.datadoghq.eu/api/v2/profile"
     assert agentless.headers == {"DD-API-KEY": "secret-key"}
     assert "secret-key" not in repr(agentless) and "secret-key" not in agentless.display
+    # From the environment a bad location is refused by the configuration (warned, default used);
+    # built in code, resolve refuses it.
+    assert resolve(env(DD_TRACE_AGENT_URL="ftp://x"), exists=lambda p: False).url == "http://localhost:8126/profiling/v1/input"
+    assert not resolve(env(DD_PROFILING_AGENTLESS="true"), exists=lambda p: False).agentless
     with pytest.raises(ValueError):
-        resolve(env(DD_TRACE_AGENT_URL="ftp://x"))
+        resolve(ProfilerConfig(agent_url="ftp://x"))
     with pytest.raises(ValueError):
-        resolve(env(DD_PROFILING_AGENTLESS="true"))
+        resolve(ProfilerConfig(agentless=True))
 
 
 def test_api_key_never_logged(caplog):

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import run_launched
+from launching import run_launched
 from pprof_helpers import decode, profile_files
 
 from profiler.run import BOOTSTRAP_DIR, environment_for, main, parse_args
@@ -45,6 +45,7 @@ def test_end_to_end_writes_pprof_with_expected_types_and_labels(tmp_path):
         "cpu-time",
         "wall-samples",
         "wall-time",
+        "exception-samples",
         "lock-acquire",
         "lock-acquire-wait",
         "lock-release",
@@ -78,9 +79,10 @@ def test_the_demo_app_under_every_collector_runs_to_its_end(tmp_path):
     assert by_fn.get("handle_requests", 0) > 0 and by_fn.get("background_worker", 0) > 0
     # Frames are named: the code of a frame read without the GIL is found alive when the sample is
     # made (it was 8-12% of the CPU time left '<unknown>' before functions were looked up in the
-    # running modules, and before stacks read mid-change were read again).
+    # running modules, and before stacks read mid-change were read again). Under 2% on a quiet
+    # machine, 2.5% seen with every core kept busy by other processes: 5% still fails the old code.
     cpu = profile.by_function("cpu-time", inclusive=False)
-    assert cpu.get("<unknown>", 0) <= 0.02 * sum(cpu.values()), cpu
+    assert cpu.get("<unknown>", 0) <= 0.05 * sum(cpu.values()), cpu
 
 
 @pytest.mark.parametrize("code", [0, 3, 7])
@@ -124,11 +126,13 @@ def test_user_sitecustomize_still_runs(tmp_path):
 
 
 def test_plugins_found_by_entry_point_run_in_the_launched_program(tmp_path):
-    from conftest import FAKE_PLUGIN
+    # not imported from conftest: another directory's conftest may hold that name in a worker
+    FAKE_PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_plugin")
 
     out = tmp_path / "out"
     result = run_launched(
-        ["--output", str(out), "--disable", "stack", "--disable", "lock", "--disable", "memory", sys.executable, "{script}"],
+        ["--output", str(out), "--disable", "stack", "--disable", "lock", "--disable", "memory", "--disable", "exception",
+         sys.executable, "{script}"],
         tmp_path,
         env_extra={"PYTHONPATH": FAKE_PLUGIN},
         script=BUSY_SCRIPT,
@@ -219,6 +223,9 @@ def test_environment_for_sets_variables_and_prepends_bootstrap(tmp_path):
     assert env["DD_PROFILING_OUTPUT_PPROF"] == os.path.join(str(tmp_path), "profile")
     # an explicit DD_PROFILING_ENABLED=false wins over the launcher's default
     assert environment_for(options, {"DD_PROFILING_ENABLED": "false"})["DD_PROFILING_ENABLED"] == "false"
+    # uWSGI is told to run CPython's fork handlers in its workers, unless the user said otherwise
+    assert env["UWSGI_PY_CALL_UWSGI_FORK_HOOKS"] == "true"
+    assert environment_for(options, {"UWSGI_PY_CALL_UWSGI_FORK_HOOKS": "0"})["UWSGI_PY_CALL_UWSGI_FORK_HOOKS"] == "0"
 
 
 @pytest.mark.parametrize(

@@ -1,113 +1,226 @@
 # cython: language_level=3
 """The fast paths of exception sampling, in C.
 
-Whether a raised exception is sampled is decided by a geometric countdown
+What is counted is an exception *raised*: one that reaches a Python frame,
+counted once in the frame where it first appears (a ``raise`` statement, an
+error from a call into C code, a stored exception raised again), not again in
+each frame it then propagates through. An exception object created and never
+raised, or one that C code raises and clears before any Python frame sees it
+(attribute lookup fallbacks, ``hasattr``, ``getattr`` with a default, iterator
+exhaustion), is not counted. Control-flow exceptions (``StopIteration``,
+``StopAsyncIteration``, ``GeneratorExit``) are never counted.
+
+Which raised exceptions are sampled is decided by a geometric countdown
 (Poisson sampling), decremented in C; ``SampleRecorder`` records the sampled
-ones and draws the next gap. Before 3.12 the exceptions are seen by a hook
-installed in the ``tp_new`` slot of every exception type that uses a C
-constructor, chaining to the original one; from 3.12 by :func:`on_raise`.
+ones and draws the next gap.
+
+The events come from the interpreter's own error path:
+
+- CPython 3.12+: ``sys.monitoring`` RAISE events (:func:`on_raise`).
+- CPython 3.10/3.11: the thread's C-level trace slot, which the interpreter
+  calls at the same place (every time an exception reaches a frame). The slot
+  is filled in directly, never through ``sys.settrace``, so the thread stays
+  in the interpreter's fast mode: the trace function is taken out of the slot
+  for the moment the interpreter recomputes its tracing flag after each call,
+  and put back just after (when the event's argument tuple is freed). Nothing
+  is changed on exception types, so they behave exactly as without the
+  profiler. A thread whose slot holds another tracer (a debugger, coverage) or
+  that has a profile function is left alone.
 """
 
 cdef extern from *:
     """
-    #define PROF_TABLE 4096
-    static PyTypeObject *prof_types[PROF_TABLE];
-    static newfunc prof_orig[PROF_TABLE];
+    #include "frameobject.h"
+    #if PY_VERSION_HEX < 0x030B0000
+    #include "traceback.h"
+    #endif
+
     static Py_ssize_t prof_countdown = 1;
     /* Records one sampled exception and returns the next countdown; never raises. NULL: disarmed. */
     static Py_ssize_t (*prof_on_sample)(PyObject *exc) = NULL;
     static int prof_busy = 0;
+    /* The traceback of the last exception event on this thread: an event whose traceback continues
+       it into another frame is the same exception propagating. Compared, never dereferenced. */
+    static _Thread_local PyObject *prof_last_tb = NULL;
+    static long long prof_raised = 0, prof_propagated = 0, prof_control_flow = 0, prof_stepped_aside = 0;
 
-    static PyObject *prof_hook_new(PyTypeObject *t, PyObject *a, PyObject *k);
-
-    static Py_ssize_t prof_slot(PyTypeObject *t) { return (Py_ssize_t)(((uintptr_t)t >> 4) % PROF_TABLE); }
-
-    static newfunc prof_lookup(PyTypeObject *t) {
-        Py_ssize_t i = prof_slot(t);
-        for (int n = 0; n < PROF_TABLE; n++) {
-            PyTypeObject *key = prof_types[i];
-            if (key == t) return prof_orig[i];
-            if (key == NULL) return NULL;
-            i = (i + 1) % PROF_TABLE;
-        }
-        return NULL;
+    /* Whether an exception event with traceback tb is the propagation of the previous one into a caller. */
+    static int prof_is_propagation(PyObject *tb) {
+        PyObject *last = prof_last_tb;
+        prof_last_tb = tb;
+        if (tb == NULL || !PyTraceBack_Check(tb)) return 0;
+        PyTracebackObject *t = (PyTracebackObject *)tb;
+        PyTracebackObject *next = t->tb_next;
+        return next != NULL && (PyObject *)next == last && next->tb_frame != t->tb_frame;
     }
 
-    static int prof_remember(PyTypeObject *t, newfunc orig) {
-        Py_ssize_t i = prof_slot(t);
-        for (int n = 0; n < PROF_TABLE; n++) {
-            if (prof_types[i] == NULL || prof_types[i] == t) { prof_types[i] = t; prof_orig[i] = orig; return 0; }
-            i = (i + 1) % PROF_TABLE;
-        }
-        return -1;
-    }
-
-    static void prof_forget_all(void) {
-        memset(prof_types, 0, sizeof(prof_types));
-        memset(prof_orig, 0, sizeof(prof_orig));
-    }
-
-    /* The constructor to call for t: its own original, or (for a type created after patching,
-       which inherited the hook) that of the nearest base in its MRO. */
-    static newfunc prof_original(PyTypeObject *t) {
-        newfunc f = prof_lookup(t);
-        if (f != NULL) return f;
+    /* What a type's exceptions are to the counter: 0 counted, 1 control flow (never counted),
+       2 MemoryError (counted, never sampled: sampling allocates). A small cache by type and
+       version tag, so the subclass checks run once per type. */
+    #define PROF_KIND_CACHE 64
+    static struct { PyTypeObject *type; unsigned int tag; int kind; } prof_kinds[PROF_KIND_CACHE];
+    static int prof_kind_of(PyTypeObject *t) {
+        unsigned int tag = t->tp_version_tag;
+        size_t i = ((uintptr_t)t >> 4) % PROF_KIND_CACHE;
+        if (tag != 0 && prof_kinds[i].type == t && prof_kinds[i].tag == tag) return prof_kinds[i].kind;
+        int kind = 0;
         PyObject *mro = t->tp_mro;
-        if (mro == NULL) return NULL;
-        for (Py_ssize_t i = 1; i < PyTuple_GET_SIZE(mro); i++) {
-            PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
-            if (base->tp_new != prof_hook_new) return base->tp_new;
-            f = prof_lookup(base);
-            if (f != NULL) return f;
+        Py_ssize_t n = mro != NULL && PyTuple_Check(mro) ? PyTuple_GET_SIZE(mro) : 0;
+        for (Py_ssize_t j = 0; j < n && kind == 0; j++) {  /* one walk for the four bases */
+            PyObject *base = PyTuple_GET_ITEM(mro, j);
+            if (base == PyExc_StopIteration || base == PyExc_StopAsyncIteration || base == PyExc_GeneratorExit) kind = 1;
+            else if (base == PyExc_MemoryError) kind = 2;
         }
-        return NULL;
+        if (tag != 0) { prof_kinds[i].type = t; prof_kinds[i].tag = tag; prof_kinds[i].kind = kind; }
+        return kind;
     }
 
-    static PyObject *prof_hook_new(PyTypeObject *t, PyObject *a, PyObject *k) {
-        newfunc orig = prof_original(t);
-        if (orig == NULL) {
-            PyErr_SetString(PyExc_SystemError, "profiler: lost the original constructor of an exception type");
-            return NULL;
-        }
-        PyObject *r = orig(t, a, k);
-        if (r != NULL && --prof_countdown <= 0 && prof_on_sample != NULL && !prof_busy) {
-            prof_busy = 1;
-            prof_countdown = prof_on_sample(r);
-            if (PyErr_Occurred()) PyErr_Clear();  /* ours, never the program's: r is a success */
-            if (prof_countdown <= 0) prof_countdown = 1;
-            prof_busy = 0;
-        }
-        return r;
+    /* One exception event: counts it down, records it when sampled. Never raises. */
+    static void prof_event(PyObject *exc, PyObject *tb) {
+        if (prof_is_propagation(tb)) { prof_propagated++; return; }
+        if (exc == NULL || !PyExceptionInstance_Check(exc)) return;
+        int kind = prof_kind_of(Py_TYPE(exc));
+        if (kind == 1) { prof_control_flow++; return; }
+        prof_raised++;
+        if (--prof_countdown > 0 || prof_on_sample == NULL || prof_busy) return;
+        if (kind == 2) { prof_countdown = 1; return; }
+        prof_busy = 1;
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        prof_countdown = prof_on_sample(exc);
+        if (PyErr_Occurred()) PyErr_Clear();  /* ours, never the program's */
+        PyErr_Restore(et, ev, etb);
+        if (prof_countdown <= 0) prof_countdown = 1;
+        prof_busy = 0;
     }
 
-    static int prof_is_hooked(PyTypeObject *t) { return t->tp_new == prof_hook_new; }
-    static int prof_install(PyTypeObject *t) {
-        if (t->tp_new == NULL || t->tp_new == prof_hook_new) return 0;
-        if (prof_remember(t, t->tp_new) < 0) return -1;
-        t->tp_new = prof_hook_new;
-        PyType_Modified(t);
-        return 1;
+    #if PY_VERSION_HEX < 0x030C0000
+    static int prof_armed = 0;
+    static int prof_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+
+    /* Put into the event's argument tuple: freeing the tuple (just after the interpreter has
+       recomputed its tracing flag with the slot empty) puts the trace function back. */
+    typedef struct { PyObject_HEAD } prof_RearmObject;
+    static void prof_rearm_dealloc(PyObject *self) {
+        PyThreadState *ts = PyThreadState_Get();
+        if (prof_armed && ts->c_tracefunc == NULL && ts->c_profilefunc == NULL && ts->c_traceobj == NULL)
+            ts->c_tracefunc = prof_trace;
+        /* Static: never freed, used again by the next event (the GIL is held throughout). */
     }
-    static void prof_uninstall(PyTypeObject *t) {
-        if (t->tp_new != prof_hook_new) return;
-        newfunc orig = prof_original(t);
-        if (orig != NULL) { t->tp_new = orig; PyType_Modified(t); }
+    static PyTypeObject prof_RearmType = {
+        PyVarObject_HEAD_INIT(NULL, 0)
+        .tp_name = "profiler_exception._native._Rearm",
+        .tp_basicsize = sizeof(prof_RearmObject),
+        .tp_dealloc = prof_rearm_dealloc,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
+    };
+    static prof_RearmObject prof_rearm = { PyObject_HEAD_INIT(&prof_RearmType) };
+
+    static void prof_step_aside(PyThreadState *ts) {
+        if (ts->c_tracefunc == prof_trace) { ts->c_tracefunc = NULL; prof_stepped_aside++; }
     }
+
+    static int prof_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
+        PyThreadState *ts = PyThreadState_Get();
+        if (what != PyTrace_EXCEPTION || !prof_armed) {
+            /* This thread is in the interpreter's tracing mode (a profile function came and went):
+               leave the slot empty so it returns to the fast mode; arm_threads() fills it again. */
+            prof_step_aside(ts);
+            return 0;
+        }
+        if (!PyTuple_CheckExact(arg) || PyTuple_GET_SIZE(arg) != 3) { prof_step_aside(ts); return 0; }
+        prof_event(PyTuple_GET_ITEM(arg, 1), PyTuple_GET_ITEM(arg, 2));
+        if (Py_REFCNT(arg) != 1 || ts->c_tracefunc != prof_trace) { prof_step_aside(ts); return 0; }
+        if (Py_REFCNT(&prof_rearm) != 0) { prof_step_aside(ts); return 0; }  /* in use: cannot happen */
+        Py_SET_REFCNT(&prof_rearm, 1);
+        /* The tuple holds its own reference to the traceback; the interpreter restores the
+           exception from its own. */
+        PyObject *old = PyTuple_GET_ITEM(arg, 2);
+        PyTuple_SET_ITEM(arg, 2, (PyObject *)&prof_rearm);
+        Py_DECREF(old);
+        ts->c_tracefunc = NULL;
+        return 0;
+    }
+
+    static int prof_thread_ignored(unsigned long id);
+
+    static void prof_arm_one(PyThreadState *t) {
+        if (t->c_tracefunc == NULL && t->c_profilefunc == NULL && t->c_traceobj == NULL && t->tracing == 0
+            && !prof_thread_ignored(t->thread_id))
+            t->c_tracefunc = prof_trace;
+    }
+    static int prof_hook_ready(void) {
+        if (prof_RearmType.tp_flags & Py_TPFLAGS_READY) return 0;
+        if (PyType_Ready(&prof_RearmType) < 0) return -1;
+        Py_SET_REFCNT(&prof_rearm, 0);  /* 0: free for the next event */
+        return 0;
+    }
+    static void prof_set_armed(int on) {
+        prof_armed = on;
+        PyInterpreterState *interp = PyThreadState_Get()->interp;
+        for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t != NULL; t = PyThreadState_Next(t)) {
+            if (on) prof_arm_one(t);
+            else if (t->c_tracefunc == prof_trace) t->c_tracefunc = NULL;
+        }
+    }
+    static void prof_arm_current(void) { if (prof_armed) prof_arm_one(PyThreadState_Get()); }
+    static void prof_set_quiet(void) { prof_armed = 0; }
+    static int prof_is_armed(unsigned long id) {
+        PyInterpreterState *interp = PyThreadState_Get()->interp;
+        for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t != NULL; t = PyThreadState_Next(t))
+            if (t->thread_id == id) return t->c_tracefunc == prof_trace;
+        return 0;
+    }
+    #define PROF_HAS_TRACE_HOOK 1
+    #else
+    static int prof_hook_ready(void) { return 0; }
+    static void prof_set_armed(int on) { (void)on; }
+    static void prof_arm_current(void) { }
+    static void prof_set_quiet(void) { }
+    static int prof_is_armed(unsigned long id) { (void)id; return 0; }
+    #define PROF_HAS_TRACE_HOOK 0
+    #endif
+
+    /* Profiler threads are never armed (their exceptions are the profiler's, not the program's). */
+    #define PROF_MAX_IGNORED 16
+    static unsigned long prof_ignored[PROF_MAX_IGNORED];
+    static int prof_n_ignored = 0;
+    static int prof_thread_ignored(unsigned long id) {
+        for (int i = 0; i < prof_n_ignored; i++) if (prof_ignored[i] == id) return 1;
+        return 0;
+    }
+
     typedef Py_ssize_t (*prof_sample_fn)(PyObject *exc);
     static void prof_set_callback(prof_sample_fn cb, Py_ssize_t countdown) {
         prof_on_sample = cb;
         prof_countdown = countdown > 0 ? countdown : 1;
     }
+    static void prof_set_countdown(Py_ssize_t n) { prof_countdown = n > 0 ? n : 1; }
+    static void prof_raise_event(PyObject *exc) {
+        PyObject *tb = PyException_GetTraceback(exc);
+        prof_event(exc, tb);
+        Py_XDECREF(tb);
+    }
     """
     ctypedef Py_ssize_t (*prof_sample_fn)(object exc) noexcept
-    int prof_install(type t) except -1
-    void prof_uninstall(type t)
-    int prof_is_hooked(type t)
+    int PROF_HAS_TRACE_HOOK
+    int prof_hook_ready() except -1
+    void prof_set_armed(int on)
+    void prof_arm_current()
+    void prof_set_quiet()
+    int prof_is_armed(unsigned long id)
     void prof_set_callback(prof_sample_fn cb, Py_ssize_t countdown)
-    void prof_forget_all()
+    void prof_set_countdown(Py_ssize_t n)
+    void prof_raise_event(object exc)
+    unsigned long prof_ignored[16]
+    int prof_n_ignored
+    long long prof_raised, prof_propagated, prof_control_flow, prof_stepped_aside
 
 
-# The one armed recorder, for the C paths (constructor hook and RAISE callback).
+#: Whether this interpreter's events come from the trace slot (3.10/3.11) rather than sys.monitoring.
+HAS_TRACE_HOOK = bool(PROF_HAS_TRACE_HOOK)
+
+# The one armed recorder, for the C paths (trace slot and RAISE callback).
 cdef SampleRecorder _armed = None
 
 
@@ -118,79 +231,129 @@ cdef Py_ssize_t _sample_armed(object exc) noexcept:
     return recorder.sample(exc)
 
 
-def install(types, SampleRecorder recorder, Py_ssize_t first_countdown):
-    """Hook the C constructors of ``types``; ``recorder`` records the sampled exceptions.
+def _set_ignored(ignored):
+    global prof_n_ignored
+    cdef int i = 0
+    for ident in list(ignored)[:16]:
+        prof_ignored[i] = <unsigned long>ident
+        i += 1
+    prof_n_ignored = i
 
-    Returns the types actually hooked.
+
+def arm(SampleRecorder recorder, Py_ssize_t first_countdown, ignored=()):
+    """Start counting: ``recorder`` records the sampled exceptions.
+
+    On 3.10/3.11 this fills the trace slot of every thread of the interpreter
+    that has no tracer or profile function of its own, except the thread idents
+    in ``ignored`` (the profiler's own threads); :func:`arm_current_thread` does
+    it for a thread started later.
     """
     global _armed
-    hooked = []
+    _set_ignored(ignored)
     _armed = recorder
     prof_set_callback(_sample_armed, first_countdown)
-    for t in types:
-        if prof_install(t) == 1:
-            hooked.append(t)
-    return hooked
+    prof_hook_ready()
+    prof_set_armed(1)
 
 
-def uninstall(types):
-    """Give ``types`` (and any type that inherited the hook) their constructors back; stop sampling."""
+def arm_threads(ignored=()):
+    """Fill the trace slot of threads started since :func:`arm` that have none, except ``ignored`` (3.10/3.11)."""
+    if _armed is not None:
+        _set_ignored(ignored)
+        prof_set_armed(1)
+
+
+def arm_current_thread():
+    """Fill the calling thread's trace slot if it is free and counting is on (3.10/3.11; else nothing)."""
+    prof_arm_current()
+
+
+def disarm(bint quick=False):
+    """Stop counting: no recorder is called afterwards, and every trace slot that holds ours is emptied.
+
+    ``quick`` (at process exit) leaves the slots alone: the trace function then gives
+    its slot up at the thread's next exception, without walking the thread states.
+    """
     global _armed
     prof_set_callback(NULL, 1)
     _armed = None
-    for t in types:
-        prof_uninstall(t)
-    prof_forget_all()
+    if quick:
+        prof_set_quiet()
+    else:
+        prof_set_armed(0)
 
 
-def is_hooked(type t):
-    """Whether ``t``'s constructor is the sampling hook."""
-    return bool(prof_is_hooked(t))
+def is_armed(unsigned long ident):
+    """Whether the thread ``ident``'s trace slot holds the exception hook (always False on 3.12+)."""
+    return bool(prof_is_armed(ident))
 
 
-cdef Py_ssize_t _raise_countdown = 1
-cdef SampleRecorder _raise_record = None
-cdef tuple _CONTROL_FLOW = (StopIteration, StopAsyncIteration, GeneratorExit)
-
-
-def set_raise_sampling(SampleRecorder record, Py_ssize_t countdown):
-    """Arm (``record``) or disarm (None) :func:`on_raise`."""
-    global _raise_record, _raise_countdown
-    _raise_record = record
-    _raise_countdown = countdown if countdown > 0 else 1
+def event_counts():
+    """Events seen so far: raised (counted), propagated (not), control flow (not), slots given up."""
+    return {
+        "raised": prof_raised,
+        "propagated": prof_propagated,
+        "control_flow": prof_control_flow,
+        "stepped_aside": prof_stepped_aside,
+    }
 
 
 def on_raise(code, offset, exc):
-    """``sys.monitoring`` RAISE callback: counts down in C, calls the recorder for sampled exceptions."""
-    global _raise_countdown
-    _raise_countdown -= 1
-    if _raise_countdown > 0 or _raise_record is None:
-        return None
-    if isinstance(exc, _CONTROL_FLOW):
-        _raise_countdown = 1  # control flow, not an error: the sample goes to the next exception
-        return None
-    _raise_countdown = _raise_record.sample(exc)
-    return None
-
-
-cdef extern from *:
-    """
-    static void prof_set_countdown(Py_ssize_t n) { prof_countdown = n > 0 ? n : 1; }
-    """
-    void prof_set_countdown(Py_ssize_t n)
+    """``sys.monitoring`` RAISE callback (3.12+): the same counting as the trace-slot path."""
+    prof_raise_event(exc)
 
 
 def set_countdown(Py_ssize_t countdown):
-    """Events until the next sample, for both the constructor hook and the RAISE callback."""
-    global _raise_countdown
+    """Events until the next sample."""
     prof_set_countdown(countdown)
-    _raise_countdown = countdown if countdown > 0 else 1
+
+
+cdef class ThreadBootstrap:
+    """Runs a new thread's bootstrap function after arming the thread (3.10/3.11).
+
+    ``threading`` starts its threads through this (the profiler wraps
+    ``threading._start_new_thread``), so exceptions raised in a thread's first
+    moments are counted too. It adds no Python frame and passes results and
+    exceptions through unchanged.
+    """
+
+    cdef object func
+    cdef object args
+    cdef object kwargs
+
+    def __cinit__(self, func, args, kwargs=None):
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+
+    def __call__(self):
+        prof_arm_current()
+        if self.kwargs is None:
+            return self.func(*self.args)
+        return self.func(*self.args, **self.kwargs)
+
+
+cdef class ArmingStartNewThread:
+    """Stands in for ``threading._start_new_thread`` while counting on 3.10/3.11: the new thread is armed first.
+
+    Same signature and result as ``_thread.start_new_thread``; adds no Python frame.
+    """
+
+    cdef public object original
+
+    def __cinit__(self, original):
+        self.original = original
+
+    def __call__(self, function, args, kwargs=None):
+        return self.original(ThreadBootstrap(function, args, kwargs), ())
 
 
 # -- recording a sampled exception ------------------------------------------------------
 
 import threading as _threading
 
+from profiler_core import thread_names
+from profiler_core.threads import PROFILER_THREADS
 from profiler_core.events import (
     EXCEPTION_MESSAGE,
     EXCEPTION_TYPE,
@@ -199,6 +362,7 @@ from profiler_core.events import (
     THREAD_NATIVE_ID,
     Frame,
     omitted_frames_marker,
+    thread_labels,
 )
 
 cdef extern from "Python.h":
@@ -213,6 +377,7 @@ cdef extern from "Python.h":
     void Py_DECREF_code "Py_DECREF" (PyCodeObject* o)
     object PyLong_FromVoidPtr(void* p)
     unsigned long PyThread_get_thread_ident()
+    unsigned long PyThread_get_thread_native_id()
 
 cdef extern from *:
     """
@@ -313,6 +478,8 @@ cdef class SampleRecorder:
         """Count one sampled exception; never raises (a failure is counted in ``errors``)."""
         cdef _Count entry
         try:
+            if self._from_profiler():
+                return self.next_gap()
             if self.collect_message:  # the message is part of the key: nothing to sum
                 self.push(self._stack(), self._labels(exc), self.values)
                 return self.next_gap()
@@ -347,6 +514,10 @@ cdef class SampleRecorder:
             self.push(entry.stack, entry.labels, {"exception-samples": entry.count})
         return len(entries)
 
+    cdef bint _from_profiler(self):
+        """Whether the calling thread is one of the profiler's own, whose exceptions are not the program's."""
+        return PyThread_get_thread_ident() in PROFILER_THREADS
+
     cdef unsigned long long _stack_hash(self):
         """A hash of what :meth:`_stack` would return: the frames' code objects and offsets, and the depth."""
         cdef unsigned long long h = 0xCBF29CE484222325ULL
@@ -377,11 +548,13 @@ cdef class SampleRecorder:
         if cached is None or (<tuple>cached)[0] != name:
             if len(self.threads) > 10000:
                 self.threads = {}
-            native = thread.native_id if thread is not None else 0
-            labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, native or 0))
-            if name is not None:
-                labels += ((THREAD_NAME, name),)
-            cached = self.threads[ident] = (name, labels)
+            native = thread.native_id if thread is not None and thread.native_id else PyThread_get_thread_native_id()
+            if name is None:  # not a threading.Thread (or not yet): the name it was last seen with, if any
+                label_name = thread_names.name_of(ident, native)
+            else:
+                label_name = name
+                thread_names.remember(ident, native, name)
+            cached = self.threads[ident] = (name, thread_labels(ident, native, label_name))
         exc_type = type(exc)
         type_label = self.types.get(exc_type)
         if type_label is None:
@@ -404,26 +577,31 @@ cdef class SampleRecorder:
         if len(self.codes) > 20000:
             self.codes = {}
         Py_INCREF_frame(f)
-        while f != NULL:
-            if depth < self.max_frames:
-                code = PyFrame_GetCode(f)
-                key = PyLong_FromVoidPtr(<void*>code)
-                entry = self.codes.get(key)
-                if entry is None or <void*>(<tuple>entry)[0] is not <void*>code:
-                    entry = self.codes[key] = (<object>code, {})
-                Py_DECREF_code(code)
-                lasti = prof_exc_lasti(f)
-                frame = (<dict>(<tuple>entry)[1]).get(lasti)
-                if frame is None:
-                    co = (<tuple>entry)[0]
-                    frame = (<dict>(<tuple>entry)[1])[lasti] = Frame(
-                        co.co_filename, co.co_qualname if _HAS_QUALNAME else co.co_name, PyFrame_GetLineNumber(f)
-                    )
-                out.append(frame)
-            depth += 1
-            back = PyFrame_GetBack(f)
-            Py_DECREF_frame(f)
-            f = back
+        try:
+            while f != NULL:
+                if depth < self.max_frames:
+                    code = PyFrame_GetCode(f)
+                    co_ref = <object>code  # owned from here: no reference is lost if what follows raises
+                    Py_DECREF_code(code)
+                    key = PyLong_FromVoidPtr(<void*>code)
+                    entry = self.codes.get(key)
+                    if entry is None or (<tuple>entry)[0] is not co_ref:
+                        entry = self.codes[key] = (co_ref, {})
+                    lasti = prof_exc_lasti(f)
+                    frame = (<dict>(<tuple>entry)[1]).get(lasti)
+                    if frame is None:
+                        co = (<tuple>entry)[0]
+                        frame = (<dict>(<tuple>entry)[1])[lasti] = Frame(
+                            co.co_filename, co.co_qualname if _HAS_QUALNAME else co.co_name, PyFrame_GetLineNumber(f)
+                        )
+                    out.append(frame)
+                depth += 1
+                back = PyFrame_GetBack(f)
+                Py_DECREF_frame(f)
+                f = back
+        finally:
+            if f != NULL:  # left by an exception in the walk
+                Py_DECREF_frame(f)
         if depth > self.max_frames:  # innermost frames kept, the rest stand as one marker, as everywhere
             kept = self.max_frames - 1
             del out[kept:]

@@ -6,8 +6,10 @@ import random
 import sys
 import threading
 
+from profiler_core import exiting
 from profiler_core._log import get_logger
 from profiler_core.interfaces import Collector
+from profiler_core.threads import PROFILER_THREADS
 
 from profiler_exception import _native
 
@@ -21,9 +23,6 @@ if TYPE_CHECKING:
 LOG = get_logger("profiler_exception")
 
 HAS_MONITORING = hasattr(sys, "monitoring")
-CONTROL_FLOW = (StopIteration, StopAsyncIteration, GeneratorExit)
-# Never hooked: created when memory or stack is exhausted, when running any Python code is unwise.
-UNHOOKABLE = (MemoryError, RecursionError)
 TOOL_NAME = "profiler-exceptions"
 
 
@@ -33,6 +32,8 @@ def type_name(exc_type: type) -> str:
 
 
 MESSAGE_LIMIT = 128
+#: The sparsest sampling (one exception in a billion): beyond, the geometric gap's logarithm rounds to 0.
+MAX_INTERVAL = 1e9
 
 
 def message_of(exc: BaseException) -> str:
@@ -45,38 +46,19 @@ def message_of(exc: BaseException) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
-def exception_types() -> "List[type]":
-    """Every exception type that exists now, control-flow ones excluded."""
-    found, todo, seen = [], [BaseException], set()
-    while todo:
-        t = todo.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        try:
-            todo.extend(type.__subclasses__(t))
-        except TypeError:
-            continue
-        if not issubclass(t, CONTROL_FLOW):
-            found.append(t)
-    return found
-
-
-def uses_c_constructor(t: type) -> bool:
-    """Whether ``t`` is created by a C ``tp_new`` (not a ``__new__`` written in Python, which calls its base's)."""
-    new = t.__dict__.get("__new__")
-    return new is None or type(new).__name__ == "builtin_function_or_method"
-
-
 class ExceptionCollector(Collector):
     """Counts raised exceptions with Poisson sampling (one in ``DD_PROFILING_EXCEPTION_SAMPLING_INTERVAL`` on average).
 
     Each sampled exception is pushed with weight equal to the mean interval, so
     ``exception-samples`` estimates the true count, labelled with the exception
-    type, the thread and the raising stack. CPython 3.12+: ``sys.monitoring``
-    RAISE events. Before: a native hook on exception constructors (it sees what
-    Python code creates; an exception that C code raises and that nobody looks
-    at is never created before 3.12, and is not seen).
+    type, the thread and the raising stack. An exception is counted once, in
+    the Python frame where it is raised (by a ``raise`` statement, or by C code
+    called from that frame), not again in each frame it propagates through;
+    exceptions created but never raised, and those C code raises and clears
+    before Python code sees them, are not counted (see ``_native``). CPython
+    3.12+: ``sys.monitoring`` RAISE events. 3.10/3.11: the interpreter's C-level
+    trace slot, filled in without switching threads to tracing mode; exception
+    types are left untouched.
     """
 
     name = "exception"
@@ -84,9 +66,10 @@ class ExceptionCollector(Collector):
 
     def __init__(self, recorder: "Recorder", config: "ProfilerConfig") -> None:
         super().__init__(recorder, config)
-        self.interval = max(1.0, float(config.exception_sampling_interval))
+        self.interval = min(max(1.0, float(config.exception_sampling_interval)), MAX_INTERVAL)
         self._tool: "Optional[int]" = None
         self._running = False
+        self._start_new_thread: "Optional[_native.ArmingStartNewThread]" = None
         self._record = _native.SampleRecorder(
             recorder.push,
             self.interval,
@@ -99,12 +82,12 @@ class ExceptionCollector(Collector):
 
     @classmethod
     def is_enabled(cls, config: "ProfilerConfig") -> bool:
-        """``DD_PROFILING_EXCEPTION_ENABLED`` (default false, as in ddtrace)."""
+        """``DD_PROFILING_EXCEPTION_ENABLED``."""
         return config.exception_enabled
 
     def set_interval(self, mean: float) -> None:
         """Sample one exception in ``mean`` on average from now on."""
-        self.interval = max(1.0, float(mean))
+        self.interval = min(max(1.0, float(mean)), MAX_INTERVAL)
         _native.set_countdown(self._record.set_interval(self.interval))
 
     def start(self) -> None:
@@ -114,9 +97,15 @@ class ExceptionCollector(Collector):
         if HAS_MONITORING:
             self._start_monitoring()
         else:
-            types = [t for t in exception_types() if uses_c_constructor(t) and not issubclass(t, UNHOOKABLE)]
-            _native.install(types, self._record, self._record.next_gap())
+            _native.arm(self._record, self._record.next_gap(), self._profiler_thread_idents())
+            original = threading._start_new_thread  # type: ignore[attr-defined]
+            self._start_new_thread = _native.ArmingStartNewThread(original)
+            threading._start_new_thread = self._start_new_thread  # type: ignore[attr-defined]
         self._running = True
+
+    @staticmethod
+    def _profiler_thread_idents() -> "List[int]":
+        return list(PROFILER_THREADS)
 
     def _start_monitoring(self) -> None:
         mon = sys.monitoring
@@ -129,7 +118,7 @@ class ExceptionCollector(Collector):
             break
         if self._tool is None:
             raise RuntimeError("no free sys.monitoring tool id for the exception profiler")
-        _native.set_raise_sampling(self._record, self._record.next_gap())
+        _native.arm(self._record, self._record.next_gap())
         mon.register_callback(self._tool, mon.events.RAISE, _native.on_raise)
         mon.set_events(self._tool, mon.events.RAISE)
 
@@ -138,22 +127,33 @@ class ExceptionCollector(Collector):
         if not self._running:
             return
         self._running = False
+        if exiting.is_exiting():
+            # The process is ending: stop recording and keep the rest as it is. Giving the
+            # sys.monitoring tool back re-instruments every running frame, which crashed uWSGI
+            # workers that run Python's exit from a C signal handler.
+            _native.disarm(quick=True)
+            self._record.drain()
+            return
         if HAS_MONITORING and self._tool is not None:
             mon = sys.monitoring
             mon.set_events(self._tool, 0)
             mon.register_callback(self._tool, mon.events.RAISE, None)
             mon.free_tool_id(self._tool)
             self._tool = None
-            _native.set_raise_sampling(None, 1)
-        else:
-            still = [t for t in exception_types() if _native.is_hooked(t)]
-            _native.uninstall(still)
+        if self._start_new_thread is not None:
+            if threading._start_new_thread is self._start_new_thread:  # type: ignore[attr-defined]
+                threading._start_new_thread = self._start_new_thread.original  # type: ignore[attr-defined]
+            self._start_new_thread = None
+        _native.disarm()
         self._record.drain()
 
     def snapshot(self) -> None:
-        """Push the counts gathered since the last flush into the recorder."""
+        """Push the counts gathered since the last flush into the recorder (and arm threads started meanwhile)."""
+        _native.arm_threads(self._profiler_thread_idents())
         self._record.drain()
 
     def stats(self) -> "Dict[str, float]":
-        """Sampling figures: the mean interval, and samples lost to errors."""
-        return {"interval": self.interval, "errors": float(self._record.errors)}
+        """Sampling figures: the mean interval, samples lost to errors, and the exception events seen."""
+        out = {"interval": self.interval, "errors": float(self._record.errors)}
+        out.update({k: float(v) for k, v in _native.event_counts().items()})
+        return out

@@ -1,4 +1,4 @@
-"""profiler-collector-lock: sampled acquire-wait and hold times of threading and asyncio locks.
+"""pyprof-dd-collector-lock: sampled acquire-wait and hold times of threading and asyncio locks.
 
 The collector (``profiler_lock.collector.LockCollector``, entry point ``lock``)
 replaces ``threading.Lock``/``RLock`` with the C types of ``profiler_lock._lock``

@@ -17,10 +17,12 @@ from cpython.ref cimport PyObject
 import sys as _sys
 import threading as _threading
 
+from profiler_core import thread_names
 from profiler_core.events import (
     LOCK_NAME,
     THREAD_ID,
     THREAD_NAME,
+    thread_labels,
     THREAD_NATIVE_ID,
     Frame,
     omitted_frames_marker,
@@ -50,6 +52,7 @@ cdef extern from "pythread.h":
     PyLockStatus PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds, int intr_flag) nogil
     void PyThread_release_lock(PyThread_type_lock lock) nogil
     unsigned long PyThread_get_thread_ident()
+    unsigned long PyThread_get_thread_native_id()
     long long PY_TIMEOUT_MAX
 
 cdef extern from *:
@@ -377,11 +380,13 @@ cdef class Sampler:
         if cached is None or (<tuple>cached)[0] != name:
             if len(self.threads) > 10000:
                 self.threads = {}
-            native = thread.native_id if thread is not None else 0
-            labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, native or 0))
-            if name is not None:
-                labels += ((THREAD_NAME, name),)
-            cached = self.threads[ident] = (name, labels)
+            native = thread.native_id if thread is not None and thread.native_id else PyThread_get_thread_native_id()
+            if name is None:  # not a threading.Thread (or not yet): the name it was last seen with, if any
+                label_name = thread_names.name_of(ident, native)
+            else:
+                label_name = name
+                thread_names.remember(ident, native, name)
+            cached = self.threads[ident] = (name, thread_labels(ident, native, label_name))
         return (<tuple>cached)[1]
 
     cdef unsigned long long _stack_hash(self, int skip):
@@ -420,29 +425,34 @@ cdef class Sampler:
         if len(self.codes) > 20000:
             self.codes = {}
         Py_INCREF_frame(f)
-        while f != NULL:
-            if skip > 0:
-                skip -= 1
-            else:
-                if depth < self.max_frames:
-                    code = PyFrame_GetCode(f)
-                    key = PyLong_FromVoidPtr(<void*>code)
-                    entry = self.codes.get(key)
-                    if entry is None or <void*>(<tuple>entry)[0] is not <void*>code:
-                        entry = self.codes[key] = (<object>code, {})
-                    Py_DECREF_code(code)
-                    lasti = prof_lock_lasti(f)
-                    frame = (<dict>(<tuple>entry)[1]).get(lasti)
-                    if frame is None:
-                        co = (<tuple>entry)[0]
-                        frame = (<dict>(<tuple>entry)[1])[lasti] = Frame(
-                            co.co_filename, co.co_qualname if _HAS_QUALNAME else co.co_name, PyFrame_GetLineNumber(f)
-                        )
-                    out.append(frame)
-                depth += 1
-            back = PyFrame_GetBack(f)
-            Py_DECREF_frame(f)
-            f = back
+        try:
+            while f != NULL:
+                if skip > 0:
+                    skip -= 1
+                else:
+                    if depth < self.max_frames:
+                        code = PyFrame_GetCode(f)
+                        co_ref = <object>code  # owned from here: no reference is lost if what follows raises
+                        Py_DECREF_code(code)
+                        key = PyLong_FromVoidPtr(<void*>code)
+                        entry = self.codes.get(key)
+                        if entry is None or (<tuple>entry)[0] is not co_ref:
+                            entry = self.codes[key] = (co_ref, {})
+                        lasti = prof_lock_lasti(f)
+                        frame = (<dict>(<tuple>entry)[1]).get(lasti)
+                        if frame is None:
+                            co = (<tuple>entry)[0]
+                            frame = (<dict>(<tuple>entry)[1])[lasti] = Frame(
+                                co.co_filename, co.co_qualname if _HAS_QUALNAME else co.co_name, PyFrame_GetLineNumber(f)
+                            )
+                        out.append(frame)
+                    depth += 1
+                back = PyFrame_GetBack(f)
+                Py_DECREF_frame(f)
+                f = back
+        finally:
+            if f != NULL:  # left by an exception in the walk
+                Py_DECREF_frame(f)
         if depth > self.max_frames:  # innermost frames kept, the rest stand as one marker, as everywhere
             kept = self.max_frames - 1
             del out[kept:]

@@ -10,8 +10,8 @@ import threading
 from profiler_core._log import get_logger
 from profiler_core.interfaces import Collector
 
-from profiler_lock import _lock
-from profiler_lock.import_hook import PostImportHook
+from profiler_lock import _lock, gevent_locks
+from profiler_core.import_hook import PostImportHook
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,7 +46,9 @@ class LockCollector(Collector):
     matching release, ``lock-release``/``lock-release-hold``, weighted to estimate
     totals, labelled ``lock name`` (creation site ``file:line`` and the variable it
     is bound to) and the thread, with the caller's stack. ``stop`` puts the
-    original types back; locks created meanwhile keep working, unprofiled.
+    original types back; locks created meanwhile keep working, unprofiled. Under
+    ``gevent.monkey.patch_all()`` (before or after ``start``) gevent's lock types are
+    profiled instead, keeping gevent's cooperative blocking.
     """
 
     name = "lock"
@@ -57,8 +59,10 @@ class LockCollector(Collector):
         self.capture_pct = float(config.capture_pct)
         self._sampler: "Optional[_lock.Sampler]" = None
         self._running = False
-        self._saved: "List[Tuple[object, str, object]]" = []
+        self._saved: "List[Tuple[object, str, object, object]]" = []
         self._asyncio_hook: "Optional[PostImportHook]" = None
+        self._gevent_hook: "Optional[PostImportHook]" = None
+        self._gevent_subscribers: "Optional[list]" = None
 
     @classmethod
     def is_enabled(cls, config: "ProfilerConfig") -> bool:
@@ -80,17 +84,49 @@ class LockCollector(Collector):
                 self.recorder.push, interval_for(self.capture_pct), self.config.max_frames, random.getrandbits(64)
             )
         _lock.arm(self._sampler, LIBRARY_FILES)
-        self._patch(threading, "Lock", _lock.Lock)
-        if getattr(threading, "_CRLock", None) is not None:
-            self._patch(threading, "_CRLock", _lock.RLock)
+        if gevent_locks.patched_lock_type() is not None:
+            self._patch_gevent()
+        else:
+            self._patch(threading, "Lock", _lock.Lock)
+            if getattr(threading, "_CRLock", None) is not None:
+                self._patch(threading, "_CRLock", _lock.RLock)
+            # gevent.monkey.patch_all() after this start would put its own types over ours.
+            if "gevent.events" in sys.modules:
+                self._subscribe_gevent(sys.modules["gevent.events"])
+            else:
+                self._gevent_hook = PostImportHook("gevent.events", self._subscribe_gevent)
+                self._gevent_hook.install()
         if "asyncio" in sys.modules:
             self._patch_asyncio(sys.modules["asyncio"])
         else:
             self._asyncio_hook = PostImportHook("asyncio", self._patch_asyncio)
             self._asyncio_hook.install()
 
+    def _patch_gevent(self) -> None:
+        # threading patched by gevent: profiled types over gevent's lock (its blocking is cooperative).
+        lock_type = gevent_locks.patched_lock_type()
+        if lock_type is None or not self._running:
+            return
+        profiled_lock, profiled_rlock = gevent_locks.make_types(lock_type)
+        self._patch(threading, "Lock", profiled_lock)
+        self._patch(threading, "_CRLock", profiled_rlock)  # threading.RLock() makes _CRLock when set
+
+    def _subscribe_gevent(self, events_module: object) -> None:
+        subscribers = getattr(events_module, "subscribers", None)
+        if isinstance(subscribers, list) and self._on_gevent_event not in subscribers:
+            subscribers.append(self._on_gevent_event)
+            self._gevent_subscribers = subscribers
+
+    def _on_gevent_event(self, event: object) -> None:
+        # Called by gevent.monkey as it patches; never raises into it.
+        try:
+            if getattr(event, "module_name", None) == "threading" and type(event).__name__ == "GeventDidPatchModuleEvent":
+                self._patch_gevent()
+        except Exception:
+            LOG.warning("lock profiler: could not profile gevent's locks", exc_info=True)
+
     def _patch(self, owner: object, attr: str, value: object) -> None:
-        self._saved.append((owner, attr, getattr(owner, attr)))
+        self._saved.append((owner, attr, value, getattr(owner, attr)))
         setattr(owner, attr, value)
 
     def _patch_asyncio(self, asyncio_module: object) -> None:
@@ -112,8 +148,18 @@ class LockCollector(Collector):
         if self._asyncio_hook is not None:
             self._asyncio_hook.remove()
             self._asyncio_hook = None
-        for owner, attr, original in reversed(self._saved):
-            setattr(owner, attr, original)
+        if self._gevent_hook is not None:
+            self._gevent_hook.remove()
+            self._gevent_hook = None
+        if self._gevent_subscribers is not None:
+            try:
+                self._gevent_subscribers.remove(self._on_gevent_event)
+            except ValueError:
+                pass
+            self._gevent_subscribers = None
+        for owner, attr, value, original in reversed(self._saved):
+            if getattr(owner, attr, None) is value:  # not what gevent (or another patcher) put there since
+                setattr(owner, attr, original)
         self._saved = []
         _lock.arm(None)
         sampler, self._sampler = self._sampler, None

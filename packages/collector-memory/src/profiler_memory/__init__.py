@@ -1,4 +1,4 @@
-"""profiler-collector-memory: sampled allocations and live heap, through CPython allocator hooks.
+"""pyprof-dd-collector-memory: sampled allocations and live heap, through CPython allocator hooks.
 
 The collector (``profiler_memory.collector.MemoryCollector``, entry point
 ``memory``) drives the native hooks of ``profiler_memory._memalloc``

@@ -16,7 +16,8 @@ from libc.string cimport memset
 import sys as _sys
 import threading as _threading
 
-from profiler_core.events import THREAD_ID, THREAD_NAME, THREAD_NATIVE_ID, Frame, omitted_frames_marker
+from profiler_core import thread_names
+from profiler_core.events import Frame, omitted_frames_marker, thread_labels
 
 cdef extern from "_memhook.h":
     ctypedef struct prof_mem_frame:
@@ -29,6 +30,7 @@ cdef extern from "_memhook.h":
         int nframes
         int depth
         unsigned long thread_id
+        unsigned long native_id
         PyObject* key
         prof_mem_frame frames[1]
 
@@ -179,21 +181,20 @@ cdef class Converter:
 
     cdef object key(self, prof_mem_tb* tb):
         if tb.key == NULL:
-            key = (self.stack(tb), self.thread_labels(tb.thread_id))
+            key = (self.stack(tb), self.thread_labels(tb.thread_id, tb.native_id))
             Py_INCREF(key)
             tb.key = <PyObject*>key
         return <object>tb.key
 
-    cdef tuple thread_labels(self, unsigned long ident):
-        cached = self.threads.get(ident)
+    cdef tuple thread_labels(self, unsigned long ident, unsigned long native_id):
+        # Labelled when the stack is first drained: a thread that has ended by then keeps the
+        # name it was last seen with (profiler_core.thread_names), else it is named by its ident.
+        key = (ident, native_id)
+        cached = self.threads.get(key)
         if cached is None:
             if len(self.threads) > 10000:
                 self.threads = {}
-            thread = _threading._active.get(ident)
-            labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, (thread.native_id or 0) if thread is not None else 0))
-            if thread is not None:
-                labels += ((THREAD_NAME, thread.name),)
-            cached = self.threads[ident] = labels
+            cached = self.threads[key] = thread_labels(ident, native_id, thread_names.name_of(ident, native_id))
         return <tuple>cached
 
     cdef tuple stack(self, prof_mem_tb* tb):

@@ -47,6 +47,7 @@ typedef struct prof_mem_tb {
     int nframes;
     int depth;                     /* frames on the stack, nframes of them kept */
     unsigned long thread_id;
+    unsigned long native_id;       /* the kernel's id of that thread (an ident can be reused) */
     uint64_t hash;
     double alloc_count;            /* estimated allocations here since the last drain */
     double alloc_bytes;            /* estimated bytes allocated here since the last drain */
@@ -299,7 +300,8 @@ static uint64_t prof_mem_hash_stack(const prof_mem_frame *frames, int n, int dep
 
 /* The shared trace of this stack: found in the stack table, or made and added. NULL when the
    table is full or memory is short. */
-static prof_mem_tb *prof_mem_intern(const prof_mem_frame *frames, int n, int depth, unsigned long thread_id) {
+static prof_mem_tb *prof_mem_intern(const prof_mem_frame *frames, int n, int depth, unsigned long thread_id,
+                                    unsigned long native_id) {
     if (prof_mem.stacks == NULL) return NULL;
     uint64_t h = prof_mem_hash_stack(frames, n, depth, thread_id);
     Py_ssize_t mask = prof_mem.stacks_cap - 1;
@@ -307,6 +309,7 @@ static prof_mem_tb *prof_mem_intern(const prof_mem_frame *frames, int n, int dep
     prof_mem_tb *tb;
     while ((tb = prof_mem.stacks[i]) != NULL) {
         if (tb->hash == h && tb->nframes == n && tb->depth == depth && tb->thread_id == thread_id &&
+            tb->native_id == native_id &&
             memcmp(tb->frames, frames, n * sizeof(prof_mem_frame)) == 0)
             return tb;
         i = (i + 1) & mask;
@@ -322,6 +325,7 @@ static prof_mem_tb *prof_mem_intern(const prof_mem_frame *frames, int n, int dep
     tb->nframes = n;
     tb->depth = depth;
     tb->thread_id = thread_id;
+    tb->native_id = native_id;
     tb->hash = h;
     for (int k = 0; k < n; k++) {
         tb->frames[k] = frames[k];
@@ -342,7 +346,7 @@ static void prof_mem_sample(void *ptr, size_t size) {
     if (prof_mem.track_heap && !want_heap) prof_mem.dropped_heap++;
     if (prof_mem.track_allocs || want_heap) {
         int n = prof_mem_walk(frames, max, &depth);
-        prof_mem_tb *tb = prof_mem_intern(frames, n, depth, PyThread_get_thread_ident());
+        prof_mem_tb *tb = prof_mem_intern(frames, n, depth, PyThread_get_thread_ident(), PyThread_get_thread_native_id());
         double weight = size > 0 ? 1.0 / -expm1(-(double)size / prof_mem.mean) : 1.0;
         if (tb == NULL) {
             if (prof_mem.track_allocs) prof_mem.dropped_events++;

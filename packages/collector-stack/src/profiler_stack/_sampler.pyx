@@ -14,6 +14,9 @@ import threading
 import types
 
 from profiler_core.events import Frame, omitted_frames_marker
+from profiler_core.events import thread_labels as labels_of_thread
+from profiler_core import thread_names
+from profiler_core.threads import PROFILER_THREADS
 
 cdef extern from "Python.h":
     ctypedef struct PyFrameObject
@@ -130,8 +133,15 @@ cdef str THREAD_ID = "thread id"
 cdef str THREAD_NATIVE_ID = "thread native id"
 cdef str THREAD_NAME = "thread name"
 cdef str PROFILER_THREAD_PREFIX = "profiler-"
+cdef dict _profiler_threads = PROFILER_THREADS  # the profiler's own threads (not in threading._active)
 # A frame whose code object could not be proven alive when the capture was turned into a sample.
 UNKNOWN_FRAME = Frame("<unknown>", "<unknown>", 0)
+
+
+cdef object _main_thread_if(unsigned long native_id):
+    # threading's main thread when it runs as OS thread `native_id`, else None.
+    main = threading.main_thread()
+    return main if getattr(main, "native_id", None) == native_id else None
 
 
 cdef inline long long _clock_ns(clockid_t clk) noexcept nogil:
@@ -223,6 +233,7 @@ cdef class _ThreadState:
     cdef long long wall_carried  # wall time of captures whose stack could not be read, for the next
     cdef object name
     cdef tuple labels
+    cdef tuple push_labels  # labels plus those of the greenlet running in the thread now, if any
 
 
 cdef class _CodeInfo:
@@ -292,6 +303,7 @@ cdef class StackSampler:
     cdef pthread_cond_t stop_cond
     cdef public set ignored
     cdef public object task_hook  # called as task_hook(push, wall_ns, {ident: thread labels}, max_frames)
+    cdef public dict running_task_labels  # {ident: labels of the task running in that thread} (greenlets)
     cdef public long long ran_threshold_ns
     cdef public long long blocked_threshold_ns
     cdef prof_cap_state* cap  # the capturing thread's state (GIL-free mode)
@@ -315,6 +327,7 @@ cdef class StackSampler:
         self.ignore_profiler = ignore_profiler
         self.ignored = set()
         self.task_hook = None
+        self.running_task_labels = {}
         self.ran_threshold_ns = 50000
         self.wake_clocks = NULL
         self.wake_readings = NULL
@@ -387,6 +400,11 @@ cdef class StackSampler:
     def torn_reads(self):
         """Stack reads done again because a frame changed while it was read (without the GIL)."""
         return self.cap.torn_reads
+
+    @property
+    def ticks(self):
+        """Captures turned into samples so far (a thread listed before a tick's capture is in it)."""
+        return self.tick
 
     @property
     def known_threads(self):
@@ -526,7 +544,7 @@ cdef class StackSampler:
         active = threading._active
         for i in range(n):
             ident = targets[i].ident
-            if ident in self.ignored:
+            if ident in self.ignored or self.ignore_profiler and ident in _profiler_threads:
                 continue
             thread = active.get(ident)
             if self.ignore_profiler and thread is not None:
@@ -564,7 +582,11 @@ cdef class StackSampler:
             if t.gone or t.depth == 0:  # ended, or running no Python code (as sys._current_frames)
                 continue
             ident = t.ident
+            if self.ignore_profiler and ident in _profiler_threads:
+                continue
             thread = active.get(ident)
+            if thread is None and t.native_id:
+                thread = _main_thread_if(t.native_id)  # gevent keys it by its greenlet's id instead
             name = thread.name if thread is not None else None
             if self.ignore_profiler and name is not None and name.startswith(PROFILER_THREAD_PREFIX):
                 continue
@@ -576,12 +598,14 @@ cdef class StackSampler:
                 state.delta_last = -1
                 self.threads[key] = state
             state.seen_tick = self.tick
+            if name is None:
+                name = state.name if state.name is not None else thread_names.name_of(ident, t.native_id)
             if state.labels is None or state.name != name:
                 state.name = name
-                if name is None:
-                    state.labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, t.native_id))
-                else:
-                    state.labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, t.native_id), (THREAD_NAME, name))
+                state.labels = labels_of_thread(ident, t.native_id, name)
+                if name is not None:
+                    thread_names.remember(ident, t.native_id, name)
+            state.push_labels = self._labels_for(ident, state.labels)
             stack = self._resolve(t.frames, t.nframes, t.depth)
             wall_t = wall + state.wall_carried
             state.wall_carried = 0
@@ -597,12 +621,12 @@ cdef class StackSampler:
                 self._split_cpu(state, blocked_prev)
             previous = state.last_stack
             if delta and previous is not None and previous != stack:
-                self._push_values(stack, state.labels, wall_t, 0)
+                self._push_values(stack, state.push_labels, wall_t, 0)
                 state.cpu_pending = (previous, stack, delta, blocked_prev)
                 if not t.idle or delta < thr:  # blocked now or not is already known
                     self._split_cpu(state, t.idle)
             else:
-                self._push_values(stack, state.labels, wall_t, delta)
+                self._push_values(stack, state.push_labels, wall_t, delta)
             state.last_stack = stack
             state.delta_last = delta
             state.probe_last = t.idle
@@ -612,8 +636,16 @@ cdef class StackSampler:
                 if (<_ThreadState>v).seen_tick != self.tick and (<_ThreadState>v).cpu_pending is not None:
                     self._split_cpu(<_ThreadState>v, False)
             self.threads = {k: v for k, v in self.threads.items() if (<_ThreadState>v).seen_tick == self.tick}
-        if self.task_hook is not None and "asyncio.tasks" in sys.modules:
+        if self.task_hook is not None:
             self.task_hook(self.push, wall, thread_labels, self.max_frames)
+
+    cdef inline tuple _labels_for(self, object ident, tuple labels):
+        # A thread's labels, and the running greenlet's when greenlets are tracked.
+        if self.running_task_labels:
+            extra = self.running_task_labels.get(ident)
+            if extra:
+                return labels + <tuple>extra
+        return labels
 
     cdef _split_cpu(self, _ThreadState state, bint blocked_now):
         # CPU time used between two captures by a thread whose stack changed in between goes where
@@ -626,9 +658,9 @@ cdef class StackSampler:
         cdef long long cpu = delta
         cdef long long cpu_prev = _cpu_before_move(cpu, blocked_prev, blocked_now)
         if cpu - cpu_prev:
-            self.push(stack, state.labels, {"cpu-time": cpu - cpu_prev, "cpu-samples": 1})
+            self.push(stack, state.push_labels, {"cpu-time": cpu - cpu_prev, "cpu-samples": 1})
         if cpu_prev:
-            self.push(previous, state.labels, {"cpu-time": cpu_prev})
+            self.push(previous, state.push_labels, {"cpu-time": cpu_prev})
 
     cdef tuple _resolve(self, prof_st_frame* frames, int n, int depth):
         # Captured (code address, offset) pairs to Frames. An address is used only if it is a code
@@ -831,7 +863,7 @@ cdef class StackSampler:
         gc_was_enabled = PyGC_Disable()
         try:
             for ident, frame in (<dict>frames).items():
-                if ident in self.ignored:
+                if ident in self.ignored or self.ignore_profiler and ident in _profiler_threads:
                     continue
                 thread = active.get(ident)
                 native_id = thread.native_id if thread is not None else 0
@@ -886,12 +918,14 @@ cdef class StackSampler:
             name = thread.name if thread is not None else None
             if self.ignore_profiler and name is not None and name.startswith(PROFILER_THREAD_PREFIX):
                 continue
+            if name is None:
+                name = state.name if state.name is not None else thread_names.name_of(ident, native_id)
             if state.labels is None or state.name != name:
                 state.name = name
-                if name is None:
-                    state.labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, native_id))
-                else:
-                    state.labels = ((THREAD_ID, ident), (THREAD_NATIVE_ID, native_id), (THREAD_NAME, name))
+                state.labels = labels_of_thread(ident, native_id, name)
+                if name is not None:
+                    thread_names.remember(ident, native_id, name)
+            state.push_labels = self._labels_for(ident, state.labels)
             stack = self._stack(frame)
             changed = state.last_stack is not None and state.last_stack != stack
             if changed:
@@ -904,11 +938,11 @@ cdef class StackSampler:
                     state.last_stack, stack, wall, delta, cpu, ran_while_waiting, was_blocked, prev_idle, p_after,
                 )
             else:
-                self._push_values(stack, state.labels, wall, delta)
+                self._push_values(stack, state.push_labels, wall, delta)
             state.last_stack = stack
             state.last_sample_ns = now
             pushed += 1
-        if self.task_hook is not None and "asyncio.tasks" in sys.modules:
+        if self.task_hook is not None:
             thread_labels = {ident: (<_ThreadState>state).labels for ident, _n, _t, _f, state, _d, _r, _w, _p, _c in taken}
             pushed += self.task_hook(self.push, wall, thread_labels, self.max_frames)
         return pushed
@@ -930,7 +964,7 @@ cdef class StackSampler:
             return
         state.pending = None
         previous, stack, wall, cpu, _clock, ran, was_blocked, prev_idle, p_after = pending
-        labels = state.labels
+        labels = state.push_labels
         cdef long long wall_prev, cpu_prev
         # Wall time stands for the moment the timer fired (T). A thread that did not run
         # between T and the sample was then where it is now. One that ran but had used no CPU

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import threading
+import sys
+
 TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
 if TYPE_CHECKING:
-    from typing import Dict, Optional
+    from typing import Callable, Dict, Optional
 
 from profiler_core._log import get_logger
 from profiler_core.config import ProfilerConfig
 from profiler_core.interfaces import Collector
+from profiler_core.isolation import leave_signals_to_the_program
 from profiler_core.recorder import Recorder
+from profiler_core.threads import ProfilerThread, get_ident, start_thread
 
 from profiler_stack._sampler import StackSampler, can_read_without_gil, next_interval  # noqa: F401 (re-exported)
+from profiler_stack.greenlets import GreenletTracker
 from profiler_stack.tasks import sample_tasks
 
 LOG = get_logger("profiler_stack")
@@ -27,7 +31,8 @@ class StackCollector(Collector):
 
     Records ``wall-time``/``wall-samples`` and ``cpu-time``/``cpu-samples`` per
     thread with thread labels, and ``wall-time`` for each suspended asyncio task,
-    where it awaits, with ``task id`` / ``task name`` labels. The sampling interval grows when a tick costs
+    where it awaits, with ``task id`` / ``task name`` labels; the same for each suspended greenlet
+    (gevent), whose running greenlet's samples carry its labels too. The sampling interval grows when a tick costs
     more than ``DD_PROFILING_MAX_TIME_USAGE_PCT`` percent of the interval.
 
     Stacks are read without the GIL where the system allows it (``gil_free``, the default;
@@ -44,8 +49,10 @@ class StackCollector(Collector):
         super().__init__(recorder, config)
         self.min_interval = min_interval
         self.sampler = StackSampler(recorder.push, config.max_frames, config.ignore_profiler, gil_free=gil_free)
-        self.sampler.task_hook = sample_tasks
-        self._thread: Optional[threading.Thread] = None
+        self.greenlets = GreenletTracker()
+        self.sampler.task_hook = self._sample_waiting
+        self.sampler.running_task_labels = self.greenlets.running
+        self._thread: Optional[ProfilerThread] = None
 
     @classmethod
     def is_enabled(cls, config: ProfilerConfig) -> bool:
@@ -57,11 +64,23 @@ class StackCollector(Collector):
         if self._thread is not None:
             return
         self.sampler.reset()
-        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
-        self._thread.start()
+        self.greenlets.start()
+        self._thread = start_thread(self._run, THREAD_NAME)
+
+    def _sample_waiting(
+        self, push: "Callable[..., object]", wall_ns: int, thread_labels: "Dict[int, tuple]", max_frames: int
+    ) -> int:
+        # Tasks and greenlets that are on no thread's stack, as they wait.
+        pushed = 0
+        if "asyncio.tasks" in sys.modules:
+            pushed += sample_tasks(push, wall_ns, thread_labels, max_frames)
+        if self.greenlets.tracked:
+            pushed += self.greenlets.sample(push, wall_ns, thread_labels, max_frames)
+        return pushed
 
     def _run(self) -> None:
-        self.sampler.ignored = {threading.get_ident()} if self.config.ignore_profiler else set()
+        leave_signals_to_the_program()  # the native capture thread started from here inherits it
+        self.sampler.ignored = {get_ident()} if self.config.ignore_profiler else set()
         try:
             self.sampler.run(self.min_interval, max(MAX_INTERVAL, self.min_interval), self.config.max_time_usage_pct)
         except Exception:
@@ -91,8 +110,9 @@ class StackCollector(Collector):
         if thread is None:
             return
         self._thread = None
+        self.greenlets.stop()
         self.sampler.request_stop()
-        if thread is not threading.current_thread():
+        if thread.ident != get_ident():
             thread.join()
         self.sampler.flush_pending()
 

@@ -1,4 +1,4 @@
-"""profiler-core: the contract shared by the profiler's collectors and exporters.
+"""pyprof-dd-core: the contract shared by the profiler's collectors and exporters.
 
 Events (:mod:`profiler_core.events`), the :class:`Recorder`, pprof encoding,
 configuration from ``DD_*`` variables, the collector and exporter interfaces,

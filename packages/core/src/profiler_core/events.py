@@ -72,9 +72,23 @@ TRACE_ENDPOINT = "trace endpoint"
 OMITTED_FRAMES_FILENAME = ""
 
 
+def thread_labels(ident: int, native_id: "Optional[int]", name: "Optional[str]") -> Labels:
+    """The labels every sample of a thread carries: its ident, native id and name.
+
+    A thread with no known name (started outside ``threading``, or ended before
+    its samples were labelled) is named by its ident, as ddtrace does, so that
+    every sample has all three labels.
+    """
+    return (
+        (THREAD_ID, ident),
+        (THREAD_NATIVE_ID, native_id or 0),
+        (THREAD_NAME, name if isinstance(name, str) else str(ident)),
+    )
+
+
 def omitted_frames_marker(count: int) -> Frame:
     """The frame that stands in for ``count`` frames cut from the root end of a stack."""
-    return Frame(OMITTED_FRAMES_FILENAME, "<%d frames omitted>" % count, 0)
+    return Frame(OMITTED_FRAMES_FILENAME, "<%d frame%s omitted>" % (count, "" if count == 1 else "s"), 0)
 
 
 def truncate_stack(stack: Stack, max_frames: int) -> Stack:

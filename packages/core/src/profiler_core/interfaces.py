@@ -58,6 +58,10 @@ class Collector(abc.ABC):
     def after_fork_in_child(self) -> None:
         """Restart collection in a forked child; the default does nothing."""
 
+    def stats(self) -> Dict[str, float]:
+        """The collector's own figures (samples dropped, errors...) by name; the default has none."""
+        return {}
+
 
 class ExportedProfile:
     """One encoded profile period, handed to every exporter.
@@ -117,3 +121,7 @@ class Exporter(abc.ABC):
 
     def after_fork_in_child(self) -> None:
         """Drop state inherited from the parent (pending uploads, sessions); the default does nothing."""
+
+    def stats(self) -> Dict[str, float]:
+        """The exporter's own figures (profiles delivered, dropped, failed attempts...) by name; the default has none."""
+        return {}

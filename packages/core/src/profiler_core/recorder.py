@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _thread
 import time
 from profiler_core.events import truncate_stack
 
@@ -14,8 +13,9 @@ if TYPE_CHECKING:
 
     
 # A raw lock from _thread: the lock collector replaces threading.Lock, and the
-# recorder's own lock must never be profiled (it would record itself).
-_allocate_lock = _thread.allocate_lock
+# recorder's own lock must never be profiled (it would record itself); an OS lock
+# even under gevent, as the profiler's threads push too.
+from profiler_core.threads import allocate_lock as _allocate_lock
 
 DEFAULT_MAX_KEYS = 65536
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import _thread
 import os
-import threading
 import time
 
-from profiler_core._log import get_logger
+from profiler_core._log import RateLimit, get_logger
 from profiler_core.interfaces import ExportedProfile
-from profiler_core.isolation import call_each
+from profiler_core.isolation import call_each, leave_signals_to_the_program
+from profiler_core.threads import Event, ProfilerThread, allocate_lock, get_ident, start_thread
 
 TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
 if TYPE_CHECKING:
@@ -34,6 +34,37 @@ def profile_tags(config: "ProfilerConfig") -> "Dict[str, str]":
     return tags
 
 
+class _Sequence:
+    """Profile sequence numbers of this process: never the same twice in one process, from 0 in a forked child."""
+
+    def __init__(self) -> None:
+        self._lock = allocate_lock()
+        self._pid = os.getpid()
+        self._next = 0
+
+    def next(self) -> int:
+        with self._lock:
+            pid = os.getpid()
+            if pid != self._pid:
+                self._pid, self._next = pid, 0
+            seq = self._next
+            self._next += 1
+            return seq
+
+    def after_fork_in_child(self) -> None:
+        self._lock = allocate_lock()  # the parent's may have been held by a thread that is gone
+
+
+_SEQUENCE = _Sequence()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_SEQUENCE.after_fork_in_child)
+
+
+def next_sequence_number() -> int:
+    """The next profile sequence number of this process (shared by every scheduler in it)."""
+    return _SEQUENCE.next()
+
+
 class Scheduler:
     """Flushes the recorder every ``config.upload_interval`` seconds and hands the profile to each exporter.
 
@@ -50,29 +81,41 @@ class Scheduler:
         exporters: Sequence[Exporter],
         config: ProfilerConfig,
         clock: Callable[[], float] = time.monotonic,
+        failures: Optional[Dict[str, int]] = None,
     ) -> None:
         self.recorder = recorder
         self.collectors = list(collectors)
         self.exporters = list(exporters)
         self.config = config
         self._clock = clock
-        self._flush_lock = _thread.allocate_lock()
-        self._stop_event = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._seq = 0
+        self._flush_lock = allocate_lock()
+        self._stop_event = Event()
+        self._thread: Optional[ProfilerThread] = None
         self._sample_types = tuple(t for c in self.collectors for t in c.sample_types)
         self.dropped_total = 0
+        self.profiles = 0
+        self.flush_errors = 0
+        #: Failures of each collector and exporter (by name) when called from here.
+        self.failures: Dict[str, int] = failures if failures is not None else {}
+        self._limit = RateLimit()
+        # Imported here, on the thread that builds the profiler, never in the flushing thread: an import
+        # in a background thread holds a module lock that a fork at that moment leaves held forever in
+        # the child, whose exit flush then waits on it (issue #15, item 3).
+        from profiler_core.pprof import encode_profile
+
+        self._encode_profile = encode_profile
 
     def start(self) -> None:
         """Start the flushing thread (no-op if running)."""
         if self._thread is not None and self._thread.is_alive():
             return
-        self._stop_event = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
-        self._thread.start()
+        self._stop_event = Event()
+        self._thread = start_thread(self._run, THREAD_NAME)
 
     def _run(self) -> None:
-        interval = self.config.upload_interval
+        leave_signals_to_the_program()
+        # A configuration built in code is not range-checked: a wait beyond TIMEOUT_MAX would raise.
+        interval = min(max(float(self.config.upload_interval), 0.001), _thread.TIMEOUT_MAX)
         wait = interval
         while not self._stop_event.wait(wait):
             began = self._clock()
@@ -89,56 +132,65 @@ class Scheduler:
             with self._flush_lock:
                 return self._flush()
         except Exception:
-            LOG.exception("profile flush failed")
+            self.flush_errors += 1
+            LOG.limited(self._limit, "flush", "profile flush failed", exc_info=True, level="error")
             return None
 
     def _flush(self) -> Optional[ExportedProfile]:
-        call_each(self.collectors, lambda c: c.snapshot(), "to snapshot")
+        call_each(self.collectors, lambda c: c.snapshot(), "to snapshot", self.failures, self._limit)
         snapshot = self.recorder.flush()
         if not snapshot.samples and not snapshot.dropped:
             return None  # nothing was recorded: no profile (and no protobuf import in short programs)
         if snapshot.dropped:
             self.dropped_total += snapshot.dropped
-            LOG.warning(
+            LOG.limited(
+                self._limit,
+                "recorder-full",
                 "profiler recorder was full: %d samples dropped this period (bound: %d distinct stacks)",
                 snapshot.dropped,
                 self.recorder.max_keys,
             )
-        from profiler_core.pprof import encode_profile  # protobuf is imported on first flush, not at startup
-
         profile = ExportedProfile(
-            pprof=encode_profile(snapshot, self._sample_types),
+            pprof=self._encode_profile(snapshot, self._sample_types),
             start_ns=snapshot.start_ns,
             end_ns=snapshot.end_ns,
-            seq=self._seq,
+            seq=next_sequence_number(),
             pid=os.getpid(),
             tags=profile_tags(self.config),
         )
-        self._seq += 1
-        call_each(self.exporters, lambda e: e.export(profile), "to export")
+        self.profiles += 1
+        call_each(self.exporters, lambda e: e.export(profile), "to export", self.failures, self._limit)
         return profile
 
     def stop(self, flush: bool = True, timeout: float = 5.0) -> None:
         """Stop the thread, flush once more if ``flush``, and let exporters finish within ``timeout`` seconds."""
         self._stop_event.set()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and thread.ident != get_ident():
             thread.join(timeout)
         self._thread = None
         if flush:
             self.flush()
         deadline = self._clock() + timeout
-        call_each(self.exporters, lambda e: e.stop(max(deadline - self._clock(), 0.0)), "to stop")
+        call_each(self.exporters, lambda e: e.stop(max(deadline - self._clock(), 0.0)), "to stop", self.failures, self._limit)
 
     def after_fork_in_child(self) -> None:
-        """In a forked child: fresh locks, sequence from 0, and a new thread if the parent's was running."""
+        """In a forked child: fresh locks and a new thread if the parent's was running (sequence numbers
+        start from 0 again, in the child's own files)."""
         was_running = self._thread is not None
-        self._flush_lock = _thread.allocate_lock()
+        self._flush_lock = allocate_lock()
         self._thread = None
-        self._seq = 0
         call_each(self.exporters, lambda e: e.after_fork_in_child(), "after fork")
         if was_running:
             self.start()
+
+    def stats(self) -> Dict[str, float]:
+        """Profiles made, flushes that failed, samples the recorder dropped (it was full)."""
+        return {
+            "profiles": float(self.profiles),
+            "flush_errors": float(self.flush_errors),
+            "recorder_dropped": float(self.dropped_total),
+        }
 
     @property
     def running(self) -> bool:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import _thread
 import random
-import threading
 import time
 import uuid
 from collections import deque
 
-from profiler_core._log import get_logger
+from profiler_core._log import RateLimit, get_logger
 from profiler_core.interfaces import Exporter
+from profiler_core.threads import Condition, ProfilerThread
+from profiler_core.isolation import leave_signals_to_the_program
 
 from profiler_agent import __version__
 from profiler_agent.container import read_container_id
@@ -32,7 +32,9 @@ THREAD_NAME = "profiler-uploader"
 ORIGIN = "profiler-python"
 USER_AGENT = "profiler-python/%s" % __version__
 MAX_PENDING = 8
-LOG_EVERY = 60.0  # seconds between two log lines about the same problem
+MAX_BACKOFF = 10.0  # seconds: the longest pause between two attempts while the agent fails
+
+SENT, REJECTED, FAILED, UNREACHABLE = "sent", "rejected", "failed", "unreachable"
 
 _CLIENT_ERRORS = {
     400: "the agent or intake rejected the profile as malformed (400 Bad Request): check DD_API_KEY",
@@ -44,11 +46,28 @@ _CLIENT_ERRORS = {
 
 
 class _Transient(Exception):
-    """An upload failure worth retrying: no connection, timeout, 5xx, 429."""
+    """An upload failure worth retrying: timeout, 5xx, 429."""
+
+
+class _Unreachable(_Transient):
+    """No connection could be made: refused, unresolvable host, missing unix socket, connect timeout."""
 
 
 class _Rejected(Exception):
-    """An upload failure not worth retrying: the agent said no (4xx)."""
+    """An upload failure not worth retrying: the agent said no (4xx), or answered with a redirect."""
+
+
+def _redirect_target(location: "Optional[str]") -> str:
+    """Where a redirect pointed, as scheme://host only (a Location may carry a token in its path or query)."""
+    if not location:
+        return "nowhere"
+    try:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(location)
+        return "%s://%s" % (parts.scheme, parts.hostname) if parts.scheme and parts.hostname else "a relative URL"
+    except ValueError:
+        return "an invalid URL"
 
 
 class AgentExporter(Exporter):
@@ -57,9 +76,14 @@ class AgentExporter(Exporter):
     ``export`` only queues: the application's threads never wait on the network.
     At most ``max_pending`` profiles wait while the agent is unreachable; a newer
     one pushes the oldest out, counted in ``dropped``. Connection errors,
-    timeouts, 429 and 5xx are retried with exponential backoff and jitter for at
-    most one upload interval; 4xx are logged with their likely cause and the
-    profile is dropped. ``stop`` tries what is pending once more, within its timeout.
+    timeouts, 429 and 5xx are retried with exponential backoff (``retry_base``
+    doubling up to 10 s, each pause at least half of it): no upload is ever tried
+    again sooner. 4xx are logged with their likely cause and the profile is
+    dropped. Redirects are never followed (the API key would go along to wherever
+    they point): the profile is dropped with one line. ``stop`` gives what is
+    pending one attempt each, within its timeout, retried only as the backoff
+    allows before that deadline, and not at all once the agent was found
+    unreachable: a program whose agent is down exits at once.
     """
 
     name = "agent"
@@ -74,23 +98,48 @@ class AgentExporter(Exporter):
         super().__init__(config)
         self.endpoint = endpoint or resolve(config)
         self.max_pending = max(1, max_pending)
-        self.retry_base = retry_base
+        self.retry_base = max(retry_base, 0.001)
         self.codec = pick_codec(config.upload_compression)
+        if config.upload_compression == "zstd" and self.codec != "zstd":
+            LOG.warning(
+                "profiler: DD_PROFILING_UPLOAD_COMPRESSION=%r needs the zstandard package; using %r instead",
+                config.upload_compression,
+                self.codec,
+            )
         self.container_id = read_container_id()
+        # requests and the transport are imported on the thread that builds the exporter, not in the
+        # uploader thread: a fork during an import there would leave the child's import lock held.
+        from profiler_agent import transport
+
+        self._transport = transport
         self.sent = 0
         self.dropped = 0
         self.rejected = 0
+        self.failed_attempts = 0
+        self.redirects_refused = 0
         self._init_state()
+        LOG.debug("profiler: uploading to %r", self.endpoint)
+        try:
+            self._session = transport.make_session(self.endpoint.unix_socket, config.api_timeout)
+            transport.warm_up(self._session, self.endpoint.url)
+        except Exception:
+            LOG.debug("profiler: could not prepare a request to %s", self.endpoint.display, exc_info=True)
 
     def _init_state(self) -> None:
-        self._cond = threading.Condition(_thread.allocate_lock())
+        self._cond = Condition()
         self._pending: "Deque[ExportedProfile]" = deque()
         self._in_flight = 0
-        self._thread: "Optional[threading.Thread]" = None
+        self._thread: "Optional[ProfilerThread]" = None
         self._stopping = False
+        self._stop_deadline = float("inf")
+        self._given_up = False
         self._closed = False
         self._session = None
-        self._last_logged: "Dict[str, float]" = {}
+        self._limit = RateLimit()
+        self._delay = 0.0  # the current backoff: 0 while uploads succeed
+        self._retry_at = 0.0  # no attempt before this time.monotonic()
+        self._last_failure = ""  # what the last failed attempt met, "unreachable" or "failed"
+        self._last_error = ""
         self.runtime_id = str(uuid.uuid4())
 
     @classmethod
@@ -112,7 +161,7 @@ class AgentExporter(Exporter):
                 self._log_limited("drop", "profiler: agent unreachable or slow: dropped the oldest waiting profile (%d dropped so far)", self.dropped)
             self._cond.notify_all()
             if self._thread is None or not self._thread.is_alive():
-                thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+                thread = ProfilerThread(self._run, THREAD_NAME)
                 try:
                     thread.start()
                 except RuntimeError:
@@ -124,28 +173,33 @@ class AgentExporter(Exporter):
     def stop(self, timeout: float) -> None:
         """Upload what is pending, one attempt each, within ``timeout`` seconds; then stop the thread.
 
-        Without a running uploader thread (none could be started at interpreter shutdown), the
-        calling thread makes the attempts itself, each within what is left of ``timeout``.
+        A failed attempt is tried again only when the backoff allows it before the deadline, and
+        never after the agent was found unreachable. Without a running uploader thread (none could
+        be started at interpreter shutdown), the calling thread makes the attempts itself.
         """
         deadline = time.monotonic() + timeout
         with self._cond:
             self._stopping = True
+            self._stop_deadline = deadline
             self._cond.notify_all()
-            while (self._pending or self._in_flight) and self._thread is not None and self._thread.is_alive():
+            while (
+                (self._pending or self._in_flight)
+                and not self._given_up
+                and self._thread is not None
+                and self._thread.is_alive()
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            inline = []
-            if self._thread is None or not self._thread.is_alive():
-                inline = list(self._pending)
-                self._pending.clear()
-        undelivered = [p for p in inline if not self._deliver_before(p, deadline)]
+            inline = self._thread is None or not self._thread.is_alive()
+        if inline:
+            self._deliver_inline(deadline)
         with self._cond:
-            self._pending.extendleft(reversed(undelivered))
             if self._pending:
                 self.dropped += len(self._pending)
-                LOG.warning("profiler: %d profile(s) not uploaded before exit", len(self._pending))
+                reason = (" (%s: %s)" % ("agent unreachable" if self._last_failure == UNREACHABLE else "last error", self._last_error)) if self._last_error else ""
+                LOG.warning("profiler: %d profile(s) not uploaded before exit%s", len(self._pending), reason)
                 self._pending.clear()
             self._closed = True
             self._cond.notify_all()
@@ -154,78 +208,135 @@ class AgentExporter(Exporter):
         """The child uploads its own profiles only, with a runtime id of its own."""
         self._init_state()
 
+    def stats(self) -> "Dict[str, float]":
+        """Upload results: profiles sent, rejected (4xx), refused redirects, dropped, failed attempts, waiting."""
+        return {
+            "sent": float(self.sent),
+            "rejected": float(self.rejected),
+            "redirects_refused": float(self.redirects_refused),
+            "dropped": float(self.dropped),
+            "failed_attempts": float(self.failed_attempts),
+            "pending": float(len(self._pending)),
+        }
+
     # -- the uploader thread ------------------------------------------------------------
 
     def _run(self) -> None:
+        leave_signals_to_the_program()
         while True:
             with self._cond:
-                while not self._pending and not self._closed:
-                    if self._stopping:
-                        self._cond.notify_all()
-                    self._cond.wait()
-                if self._closed:
+                profile = self._next_locked()
+                if profile is None:
                     return
-                profile = self._pending.popleft()
                 self._in_flight = 1
-                stopping = self._stopping
-            delivered = self._attempt(profile, retry=not stopping)
+                timeout = self._attempt_timeout_locked()
+            outcome = self._attempt(profile, timeout)
             with self._cond:
                 self._in_flight = 0
-                if not delivered and not self._closed:
-                    if len(self._pending) < self.max_pending:
+                if outcome in (FAILED, UNREACHABLE):
+                    if self._closed:
+                        self.dropped += 1  # stop's deadline passed during this attempt
+                    elif len(self._pending) < self.max_pending:
                         self._pending.appendleft(profile)  # keep it for the next attempt, in order
                     else:
                         self.dropped += 1
-                    if not self._stopping:
-                        self._cond.wait(self.config.upload_interval)  # wait for news before trying again
                 self._cond.notify_all()
 
-    def _deliver_before(self, profile: "ExportedProfile", deadline: float) -> bool:
-        """One upload attempt of ``profile`` from the calling thread, given up at ``deadline``."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+    def _next_locked(self) -> "Optional[ExportedProfile]":
+        """The next profile to attempt, once the backoff allows; None when closed. Called with the lock held."""
+        while not self._closed:
+            if self._stopping:
+                self._cond.notify_all()  # stop() waits for the queue to empty
+                if not self._pending or self._given_up or self._give_up_at_stop_locked():
+                    self._cond.wait()
+                    continue
+            elif not self._pending:
+                self._cond.wait()
+                continue
+            wait = self._retry_at - time.monotonic()
+            if wait <= 0:
+                return self._pending.popleft()
+            self._cond.wait(wait)
+        return None
+
+    def _give_up_at_stop_locked(self) -> bool:
+        """While stopping, after a failure: whether nothing more is worth trying before the deadline."""
+        if not self._last_failure:
             return False
-        return self._attempt(profile, retry=False, timeout=min(self.config.api_timeout, remaining))
-
-    def _attempt(self, profile: "ExportedProfile", retry: bool, timeout: "Optional[float]" = None) -> bool:
-        """``_deliver``, where a bug is logged and the profile counted as done (never retried, never raised)."""
-        try:
-            return self._deliver(profile, retry, timeout)
-        except Exception:
-            LOG.exception("profiler: upload failed unexpectedly")
+        if self._last_failure == UNREACHABLE or self._retry_at >= self._stop_deadline:
+            self._given_up = True
+            self._cond.notify_all()
             return True
+        return False
 
-    def _deliver(self, profile: "ExportedProfile", retry: bool, timeout: "Optional[float]" = None) -> bool:
-        """Upload ``profile``: True when done with it (sent or rejected), False to keep it for later."""
-        deadline = time.monotonic() + min(self.config.upload_interval, 60.0)
-        delay = self.retry_base
+    def _attempt_timeout_locked(self) -> "Optional[float]":
+        if not self._stopping:
+            return None
+        return max(min(self.config.api_timeout, self._stop_deadline - time.monotonic()), 0.001)
+
+    def _deliver_inline(self, deadline: float) -> None:
+        """``stop`` without an uploader thread: the attempts the thread would have made, from this thread."""
         while True:
-            try:
-                self._post(profile, timeout)
-                self.sent += 1
-                return True
-            except _Rejected as exc:
-                self.rejected += 1
-                self._log_limited("status-%s" % exc.args[0], "profiler: %s (upload to %s)", exc.args[1], self.endpoint.display)
-                return True
-            except _Transient as exc:
-                self._log_limited("transient", "profiler: cannot upload to %s: %s; will retry", self.endpoint.display, exc)
-            pause = random.uniform(0, delay)
-            if not retry or time.monotonic() + pause > deadline:
-                return False
             with self._cond:
-                if self._stopping or self._closed:
-                    return False
-                self._cond.wait(pause)
-            delay = min(delay * 2, 10.0)
+                if not self._pending or self._give_up_at_stop_locked():
+                    return
+                wait = self._retry_at - time.monotonic()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or wait >= remaining:
+                    return
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                profile = self._pending.popleft()
+            outcome = self._attempt(profile, max(min(self.config.api_timeout, deadline - time.monotonic()), 0.001))
+            if outcome in (FAILED, UNREACHABLE):
+                with self._cond:
+                    self._pending.appendleft(profile)
+
+    def _attempt(self, profile: "ExportedProfile", timeout: "Optional[float]" = None) -> str:
+        """One upload of ``profile``: SENT, REJECTED (done with it), FAILED or UNREACHABLE (the backoff
+        is set: keep it for later). A bug is logged and the profile counted as done (never raised)."""
+        began = time.monotonic()
+        try:
+            self._post(profile, timeout)
+        except _Rejected as exc:
+            self.rejected += 1
+            self._record_success()
+            self._log_limited("status-%s" % exc.args[0], "profiler: %s (upload to %s)", exc.args[1], self.endpoint.display)
+            return REJECTED
+        except _Transient as exc:
+            outcome = UNREACHABLE if isinstance(exc, _Unreachable) else FAILED
+            self._record_failure(outcome, str(exc))
+            self._log_limited("transient", "profiler: cannot upload to %s: %s; will retry", self.endpoint.display, exc)
+            return outcome
+        except Exception:
+            self._log_limited("bug", "profiler: upload failed unexpectedly", exc_info=True)
+            return REJECTED
+        self.sent += 1
+        self._record_success()
+        LOG.debug("profiler: uploaded profile %d to %s in %.0f ms", profile.seq, self.endpoint.display, (time.monotonic() - began) * 1e3)
+        return SENT
+
+    def _record_success(self) -> None:
+        with self._cond:
+            self._delay = 0.0
+            self._retry_at = 0.0
+            self._last_failure = ""
+
+    def _record_failure(self, outcome: str, error: str) -> None:
+        with self._cond:
+            self.failed_attempts += 1
+            self._delay = min(self._delay * 2, MAX_BACKOFF) if self._delay else self.retry_base
+            # At least half the backoff: jitter spreads processes out, never shortens a wait to nothing.
+            self._retry_at = time.monotonic() + self._delay * random.uniform(0.5, 1.0)
+            self._last_failure = outcome
+            self._last_error = error
+            self._cond.notify_all()
 
     def _post(self, profile: "ExportedProfile", timeout: "Optional[float]" = None) -> None:
-        import requests
-
+        transport = self._transport
         if self._session is None:
-            from profiler_agent.transport import make_session
-
-            self._session = make_session(self.endpoint.unix_socket, self.config.api_timeout)
+            self._session = transport.make_session(self.endpoint.unix_socket, self.config.api_timeout)
         tags = dict(profile.tags)
         tags.update(runtime_tags(self.runtime_id, __version__))
         headers = {
@@ -242,20 +353,33 @@ class AgentExporter(Exporter):
                 files=build_files(profile, tags, self.codec),
                 headers=headers,
                 timeout=self.config.api_timeout if timeout is None else timeout,
+                allow_redirects=False,  # the API key must not follow a redirect anywhere
             )
-        except requests.RequestException as exc:
+        except transport.ConnectionError as exc:
+            raise _Unreachable(type(exc).__name__ + (": %s" % exc if str(exc) else "")) from None
+        except transport.RequestException as exc:
             raise _Transient(type(exc).__name__ + (": %s" % exc if str(exc) else "")) from None
         status = response.status_code
+        location = response.headers.get("Location")
         response.close()
         if status < 300:
             return
+        if status < 400:
+            self.redirects_refused += 1
+            raise _Rejected(
+                "redirect",
+                "the %s answered HTTP %d, a redirect to %s: not followed, uploads go only where configured "
+                "(check %s); profile dropped"
+                % (
+                    "intake" if self.endpoint.agentless else "agent",
+                    status,
+                    _redirect_target(location),
+                    "DD_SITE" if self.endpoint.agentless else "DD_TRACE_AGENT_URL",
+                ),
+            )
         if status == 429 or status >= 500:
             raise _Transient("HTTP %d" % status)
         raise _Rejected(status, _CLIENT_ERRORS.get(status, "the agent refused the profile (HTTP %d)" % status))
 
-    def _log_limited(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        last = self._last_logged.get(key)
-        if last is None or now - last >= LOG_EVERY:
-            self._last_logged[key] = now
-            LOG.warning(message, *args)
+    def _log_limited(self, key: str, message: str, *args: object, exc_info: bool = False) -> None:
+        LOG.limited(self._limit, key, message, *args, exc_info=exc_info)

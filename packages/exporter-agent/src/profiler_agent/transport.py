@@ -9,6 +9,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 
+#: What a failed request raises (re-exported so the uploader thread needs no import of its own).
+RequestException = requests.RequestException
+ConnectionError = requests.ConnectionError  # noqa: A001 (requests' name, re-exported)
+
 
 class _UnixConnection(HTTPConnection):
     def __init__(self, socket_path: str, *args, **kwargs) -> None:
@@ -65,3 +69,10 @@ def make_session(unix_socket: "str | None", timeout: float) -> requests.Session:
         session.mount("http://", UnixSocketAdapter(unix_socket, timeout))
     return session
 
+
+
+def warm_up(session: requests.Session, url: str) -> None:
+    """Prepare (never send) a multipart POST to ``url``, so that what requests imports on its first
+    request (netrc, idna, ...) is imported by the calling thread rather than by the uploader thread."""
+    request = requests.Request("POST", url, files={"warm-up": ("warm-up", b"", "application/octet-stream")})
+    session.prepare_request(request)

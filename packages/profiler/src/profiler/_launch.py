@@ -33,7 +33,7 @@ def start_from_environment() -> "Optional[Profiler]":
         atexit.register(announce_profiles, config.output_pprof)
     from profiler.core import Profiler
 
-    profiler = Profiler()
+    profiler = Profiler(config=config)
     profiler.start()
     return profiler
 
@@ -42,6 +42,8 @@ def announce_profiles(prefix: str) -> None:
     """Tell where this process's profiles are and how to look at them (at exit of a ``profiler-run`` program)."""
     import glob
 
+    if os.environ.get(ANNOUNCE_VARIABLE) != str(os.getpid()):
+        return  # a forked child (a server's worker) inherited the hook: the launched process announces
     files = sorted(glob.glob("%s.%d.*.pprof" % (prefix, os.getpid())))
     if not files:
         return

@@ -16,8 +16,11 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from profiler.exports import collapsed, speedscope, write_json
-from profiler.pprof_reader import ProfileSample, ProfileSet, load
+from profiler.pprof_reader import FrameKey, ProfileError, ProfileSample, ProfileSet, load, max_bytes_from
+from profiler.terminal import printable
+from profiler.versions import version_text
 
+FRAME_GROUPINGS = ("function", "line", "file")
 PREFERRED_TYPES = ("cpu-time", "wall-time", "alloc-space", "heap-space", "lock-acquire-wait", "exception-samples")
 
 
@@ -42,17 +45,33 @@ def short_path(path: str) -> str:
     return "/".join(parts[-2:]) if len(parts) > 1 else path
 
 
-def sample_keys(sample: ProfileSample, by: str) -> Tuple[Optional[str], List[str]]:
-    """(flat key, cumulative keys) of a sample for a ``--by`` grouping."""
-    if by in ("function", "line", "file"):
-        keys = []
-        for name, filename, line in sample.frames:
-            if by == "function":
-                keys.append("%s  %s" % (name, short_path(filename)) if filename else name)
-            elif by == "line":
-                keys.append("%s  %s:%d" % (name, short_path(filename), line))
-            else:
-                keys.append(filename or name)
+def frame_key(frame: FrameKey, by: str) -> str:
+    """How one frame is named in a ``--by function|line|file`` table."""
+    name, filename, line = frame
+    if by == "function":
+        return "%s  %s" % (name, short_path(filename)) if filename else name
+    if by == "line":
+        return "%s  %s:%d" % (name, short_path(filename), line)
+    return filename or name
+
+
+class _FrameNames(dict):
+    """Frame -> its key for a ``--by`` grouping, computed on first use."""
+
+    def __init__(self, by: str) -> None:
+        super().__init__()
+        self.by = by
+
+    def __missing__(self, frame: FrameKey) -> str:
+        key = self[frame] = frame_key(frame, self.by)
+        return key
+
+
+def sample_keys(sample: ProfileSample, by: str, names: "Optional[_FrameNames]" = None) -> Tuple[Optional[str], List[str]]:
+    """(flat key, cumulative keys) of a sample for a ``--by`` grouping; ``names`` (``_FrameNames(by)``)
+    caches frame keys across samples."""
+    if by in FRAME_GROUPINGS:
+        keys = list(map((names if names is not None else _FrameNames(by)).__getitem__, sample.frames))
         return (keys[0] if keys else None), keys
     value = sample.labels.get(by)
     key = None if value is None else str(value)
@@ -63,11 +82,12 @@ def top(profiles: ProfileSet, sample_type: str, by: str = "function") -> List[Tu
     """(key, flat, cumulative) for every key, largest flat first; cumulative counts a key once per sample."""
     flat: Dict[str, int] = defaultdict(int)
     cum: Dict[str, int] = defaultdict(int)
+    names = _FrameNames(by)
     for sample in profiles.samples:
         value = sample.values.get(sample_type, 0)
         if not value:
             continue
-        leaf, keys = sample_keys(sample, by)
+        leaf, keys = sample_keys(sample, by, names)
         if leaf is not None:
             flat[leaf] += value
         for key in set(keys):
@@ -82,7 +102,8 @@ def choose_type(profiles: ProfileSet, wanted: Optional[str]) -> str:
     types = profiles.types()
     if wanted:
         if wanted not in types:
-            raise SystemExit("profiler: no %r samples in these profiles (types: %s)" % (wanted, ", ".join(types)))
+            raise SystemExit(printable("profiler: no %r samples in %s (types: %s)" % (
+                wanted, describe(profiles), ", ".join(types) or "none")))
         return wanted
     totals = defaultdict(int)
     for sample in profiles.samples:
@@ -94,7 +115,28 @@ def choose_type(profiles: ProfileSet, wanted: Optional[str]) -> str:
     for name in types:
         if totals.get(name):
             return name
-    raise SystemExit("profiler: these profiles hold no samples")
+    raise SystemExit(printable("profiler: %s: no samples" % describe(profiles)))
+
+
+def describe(profiles: ProfileSet) -> str:
+    """The files ``profiles`` came from, for messages: ``a.pprof``, ``a.pprof, b.pprof`` or ``a.pprof and 9 more``."""
+    paths = profiles.paths or ["these profiles"]
+    if len(paths) <= 3:
+        return ", ".join(paths)
+    return "%s and %d more" % (paths[0], len(paths) - 1)
+
+
+def check_grouping(by: str, *sets: ProfileSet) -> str:
+    """The label key ``--by by`` means (``thread`` is ``thread name``), or ``SystemExit`` listing the valid ones."""
+    if by in FRAME_GROUPINGS:
+        return by
+    key = "thread name" if by == "thread" else by
+    found = set().union(*(p.label_keys for p in sets))
+    if key in found:
+        return key
+    valid = list(FRAME_GROUPINGS) + (["thread"] if "thread name" in found else []) + sorted(found)
+    raise SystemExit(printable("profiler: --by %s: no such label in %s (valid: %s)" % (
+        by, ", ".join(describe(p) for p in sets), ", ".join(valid))))
 
 
 def print_top(profiles: ProfileSet, sample_type: str, by: str, limit: int, out=None) -> None:
@@ -103,13 +145,13 @@ def print_top(profiles: ProfileSet, sample_type: str, by: str, limit: int, out=N
     unit = profiles.units.get(sample_type, "count")
     rows = top(profiles, sample_type, by)
     total = sum(sample.values.get(sample_type, 0) for sample in profiles.samples)
-    out.write("%s: total %s over %d stacks, by %s\n" % (sample_type, format_value(total, unit), len(profiles.samples), by))
-    out.write("%10s %6s %10s %6s  %s\n" % ("flat", "flat%", "cum", "cum%", by))
+    out.write(printable("%s: total %s over %d stacks, by %s" % (sample_type, format_value(total, unit), len(profiles.samples), by)) + "\n")
+    out.write("%10s %6s %10s %6s  %s\n" % ("flat", "flat%", "cum", "cum%", printable(by)))
     for key, flat, cum in rows[:limit]:
         out.write(
             "%10s %5.1f%% %10s %5.1f%%  %s\n"
             % (format_value(flat, unit), 100.0 * flat / total if total else 0, format_value(cum, unit),
-               100.0 * cum / total if total else 0, key)
+               100.0 * cum / total if total else 0, printable(key))
         )
     if len(rows) > limit:
         out.write("(%d more; --limit to see them)\n" % (len(rows) - limit))
@@ -136,74 +178,142 @@ def print_diff(base: ProfileSet, new: ProfileSet, sample_type: str, by: str, lim
     out = out or sys.stdout
     unit = new.units.get(sample_type) or base.units.get(sample_type, "count")
     per = "/s" if base.duration_ns and new.duration_ns else ""
-    out.write("%s%s, flat, by %s: base -> new (change)\n" % (sample_type, per, by))
+    out.write(printable("%s%s, flat, by %s: base -> new (change)" % (sample_type, per, by)) + "\n")
     rows = diff(base, new, sample_type, by)
     for key, before, after in rows[:limit]:
         change = after - before
         sign = "+" if change > 0 else "-" if change < 0 else " "
         pct = ("%+.0f%%" % (100.0 * change / before)) if before else "new"
         out.write("%10s -> %10s  %s%-10s %6s  %s\n" % (
-            format_value(before, unit), format_value(after, unit), sign, format_value(abs(change), unit), pct, key))
+            format_value(before, unit), format_value(after, unit), sign, format_value(abs(change), unit), pct, printable(key)))
     if len(rows) > limit:
         out.write("(%d more; --limit to see them)\n" % (len(rows) - limit))
+
+
+class VersionAction(argparse.Action):
+    """``--version``: print :func:`version_text` as it is (argparse's own action rewraps it) and exit."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[no-untyped-def]
+        sys.stdout.write(version_text("profiler"))
+        parser.exit(0)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer: %r" % text)
+    return value
+
+
+def _positive_mib(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of MiB: %r" % text)
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``profiler`` command line."""
     parser = argparse.ArgumentParser(prog="profiler", description="Look at pprof profiles locally.")
+    parser.add_argument("-V", "--version", action=VersionAction,
+                        help="show the versions of the profiler's installed distributions and exit")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--max-size", type=_positive_mib, metavar="MIB",
+        help="largest profile read per file, in MiB once decompressed (default 256, or PROFILER_MAX_SIZE_MIB)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_top = sub.add_parser("top", help="table of the heaviest functions (or lines, files, threads, labels)")
+    p_top = sub.add_parser("top", parents=[common], help="table of the heaviest functions (or lines, files, threads, labels)")
     p_top.add_argument("files", nargs="+", help="pprof files (gzip or not); several are merged")
     p_top.add_argument("--type", help="sample type, e.g. cpu-time, wall-time, alloc-space (default: first with data)")
     p_top.add_argument("--by", default="function", help="function (default), line, file, thread, or any label key")
-    p_top.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
-    p_diff = sub.add_parser("diff", help="what got slower or faster between two profiles (or sets of profiles)")
+    p_top.add_argument("--limit", type=_positive_int, default=20, help="rows to show (default 20)")
+    p_diff = sub.add_parser("diff", parents=[common], help="what got slower or faster between two profiles (or sets of profiles)")
     p_diff.add_argument("base", help="the base pprof file")
     p_diff.add_argument("new", help="the new pprof file")
     p_diff.add_argument("--type", help="sample type (default: first with data in the new profile)")
     p_diff.add_argument("--by", default="function", help="function (default), line, file, thread, or any label key")
-    p_diff.add_argument("--limit", type=int, default=20)
+    p_diff.add_argument("--limit", type=_positive_int, default=20)
     p_diff.add_argument("--html", help="also write a differential flame graph page (red: grew, blue: shrank)")
-    p_fg = sub.add_parser("flamegraph", help="self-contained interactive HTML flame graph (zoom, search, sample types)")
+    p_fg = sub.add_parser("flamegraph", parents=[common], help="self-contained interactive HTML flame graph (zoom, search, sample types)")
     p_fg.add_argument("files", nargs="+", help="pprof files (gzip or not); several are merged")
     p_fg.add_argument("--type", action="append", help="sample type(s) to include (default: all with data)")
     p_fg.add_argument("-o", "--output", required=True, help="HTML file to write")
-    p_col = sub.add_parser("collapsed", help="collapsed stacks (root;...;leaf value) for flamegraph.pl, inferno...")
+    p_col = sub.add_parser("collapsed", parents=[common], help="collapsed stacks (root;...;leaf value) for flamegraph.pl, inferno...")
     p_col.add_argument("files", nargs="+")
     p_col.add_argument("--type", help="sample type (default: first with data)")
     p_col.add_argument("-o", "--output", help="file to write (default: standard output)")
-    p_ss = sub.add_parser("speedscope", help="speedscope JSON, one profile per sample type")
+    p_ss = sub.add_parser("speedscope", parents=[common], help="speedscope JSON, one profile per sample type")
     p_ss.add_argument("files", nargs="+")
     p_ss.add_argument("--type", action="append", help="sample type(s) to include (default: all with data)")
     p_ss.add_argument("-o", "--output", required=True, help="file to write")
     return parser
 
 
+class OutputError(Exception):
+    """An output file that could not be written; ``str()`` is one line naming it."""
+
+
 def write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` as UTF-8."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    """Write ``text`` to ``path`` as UTF-8 (:class:`OutputError` naming it if that fails)."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise OutputError("cannot write %s: %s" % (path, exc.strerror or exc)) from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``profiler`` command."""
+    """Entry point of the ``profiler`` command: 0 on success; 2 with one line on standard error for a
+    missing, unreadable or hostile file (naming it) or an unwritable output; 1 with one line for a
+    request the profiles cannot answer (no such sample type or label); 141 when standard output is
+    closed early (``profiler top | head``), quietly."""
     args = build_parser().parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        try:
+            sys.stdout.reconfigure(errors="backslashreplace")  # any name prints, whatever the locale
+        except (ValueError, OSError):
+            pass
+    try:
+        code = run(args)
+        sys.stdout.flush()
+        return code
+    except ProfileError as exc:
+        sys.stderr.write(printable("profiler: cannot read profile %s" % exc) + "\n")
+        return 2
+    except OutputError as exc:
+        sys.stderr.write(printable("profiler: %s" % exc) + "\n")
+        return 2
+    except BrokenPipeError:
+        # The reader went away: say nothing, and keep the interpreter's final flush from failing again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out the parsed command (errors as exceptions: see :func:`main`)."""
     files = [args.base, args.new] if args.command == "diff" else args.files
     missing = [f for f in files if not os.path.exists(f)]
     if missing:
-        sys.stderr.write("profiler: no such file: %s\n" % ", ".join(missing))
+        sys.stderr.write(printable("profiler: no such file: %s" % ", ".join(missing)) + "\n")
         return 2
-    from google.protobuf.message import DecodeError
-
-    try:
-        if args.command == "diff":
-            base, profiles = load([args.base]), load([args.new])
-        else:
-            profiles = load(args.files)
-    except (ValueError, OSError, EOFError, DecodeError) as exc:
-        sys.stderr.write("profiler: cannot read profile: %s\n" % exc)
-        return 2
-    by = "thread name" if getattr(args, "by", None) == "thread" else getattr(args, "by", "function")
+    max_bytes, warning = max_bytes_from(args.max_size, os.environ.get("PROFILER_MAX_SIZE_MIB"))
+    if warning:
+        sys.stderr.write(printable("profiler: %s" % warning) + "\n")
+    if args.command == "diff":
+        base, profiles = load([args.base], max_bytes), load([args.new], max_bytes)
+        by = check_grouping(args.by, base, profiles)
+    else:
+        profiles = load(args.files, max_bytes)
+        by = check_grouping(args.by, profiles) if args.command == "top" else "function"
     if args.command == "top":
         print_top(profiles, choose_type(profiles, args.type), by, args.limit)
     elif args.command == "diff":
@@ -214,29 +324,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             title = "%s -> %s" % (os.path.basename(args.base), os.path.basename(args.new))
             write_text(args.html, diff_html(base, profiles, [sample_type], title))
-            sys.stdout.write("differential flame graph: %s\n" % args.html)
+            sys.stdout.write(printable("differential flame graph: %s" % args.html) + "\n")
     elif args.command == "flamegraph":
         from profiler.flamegraph import flamegraph_html, types_with_data
 
         types = args.type or types_with_data(profiles)
+        if not types:
+            choose_type(profiles, None)  # no samples: says so, naming the files
         for t in types:
             choose_type(profiles, t)  # rejects unknown types with a clear message
         title = os.path.basename(args.files[0]) + (" (+%d)" % (len(args.files) - 1) if len(args.files) > 1 else "")
         write_text(args.output, flamegraph_html(profiles, types, title))
-        sys.stdout.write("flame graph: %s (open it in a browser)\n" % args.output)
+        sys.stdout.write(printable("flame graph: %s (open it in a browser)" % args.output) + "\n")
     elif args.command == "collapsed":
         lines = collapsed(profiles, choose_type(profiles, args.type))
         text = "\n".join(lines) + ("\n" if lines else "")
         if args.output:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
+            write_text(args.output, text)
         else:
             sys.stdout.write(text)
     else:
         types = args.type or [t for t in profiles.types() if any(s.values.get(t) for s in profiles.samples)]
+        if not types:
+            choose_type(profiles, None)
         for t in types:
             choose_type(profiles, t)  # rejects unknown types with a clear message
-        write_json(speedscope(profiles, types, os.path.basename(args.files[0])), args.output)
+        try:
+            write_json(speedscope(profiles, types, os.path.basename(args.files[0])), args.output)
+        except OSError as exc:
+            raise OutputError("cannot write %s: %s" % (args.output, exc.strerror or exc)) from None
     return 0
 
 

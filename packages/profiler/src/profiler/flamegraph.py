@@ -13,52 +13,188 @@ from __future__ import annotations
 
 import json
 import os
+from operator import itemgetter
 
 from profiler.pprof_reader import ProfileSet
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, List, Optional
+    from typing import Dict, Iterable, List, Optional, Tuple
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 
 
-def _node(name: str, filename: str) -> dict:
-    return {"name": name, "file": filename, "value": 0, "children": {}}
+# The most frames a page holds per sample type: the smallest beyond it are left out, their time shown
+# as their parent's own. A profile of half a million distinct stacks is tens of millions of tree
+# nodes (gigabytes here, and more than a browser draws); this keeps every frame of more than about
+# 1/50,000 of the total, what is visible without zooming in hundreds of times.
+MAX_NODES = 100_000
 
 
-def _finish(node: dict) -> dict:
-    node["children"] = sorted((_finish(c) for c in node["children"].values()), key=lambda c: -c["value"])
-    return node
+# The deepest stack a page draws: d3-flame-graph walks the tree recursively (search, clear), which
+# overflows the browser's stack somewhere past 2,000 levels when its code is not optimised yet
+# (tested with V8's optimising compilers off). Deeper stacks keep their innermost frames under a
+# "<N frames omitted>" frame at the root end, as the collectors cut stacks beyond
+# DD_PROFILING_MAX_FRAMES.
+MAX_DEPTH = 1024
 
 
-def build_tree(profiles: ProfileSet, sample_type: str, scale: float = 1.0) -> dict:
+def _page_stack(frames: "Tuple[Tuple[str, str, int], ...]", max_depth: int) -> "Tuple[Tuple[str, str, int], ...]":
+    if len(frames) <= max_depth:
+        return frames
+    kept = max_depth - 1
+    return frames[:kept] + (("<%d frames omitted>" % (len(frames) - kept), "", 0),)
+
+
+class _FrameIds(dict):
+    """Frame ``(name, file, line)`` -> a small int per distinct ``(name, file)``, assigned on first use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: "Dict[Tuple[str, str], int]" = {}
+        self.names: "List[Tuple[str, str]]" = []
+
+    def __missing__(self, frame: "Tuple[str, str, int]") -> int:
+        named = (frame[0], frame[1])
+        fid = self.ids.get(named)
+        if fid is None:
+            fid = self.ids[named] = len(self.names)
+            self.names.append(named)
+        self[frame] = fid
+        return fid
+
+
+class SortedStacks:
+    """The stacks of a profile set once (cut to ``max_depth`` frames), root first as ints per
+    ``(name, file)``, sorted, equal ones merged, with each one's common prefix length with the one
+    before (``lcp``): what
+    :func:`build_tree` walks, shared by the trees of every sample type of one page."""
+
+    def __init__(self, profiles: ProfileSet, max_depth: int = MAX_DEPTH) -> None:
+        frame_id = _FrameIds()
+        get = frame_id.__getitem__
+        rows = [
+            (tuple(map(get, reversed(_page_stack(sample.frames, max_depth)))), sample.values)
+            for sample in profiles.samples
+            if sample.values
+        ]
+        rows.sort(key=itemgetter(0))
+        self.names = frame_id.names
+        self.stacks: "List[tuple]" = []
+        self.values: "List[Dict[str, int]]" = []
+        self.lcp: "List[int]" = []
+        previous = None
+        for stack, values in rows:
+            if stack == previous:
+                merged = self.values[-1] = dict(self.values[-1])
+                for name, value in values.items():
+                    merged[name] = merged.get(name, 0) + value
+                continue
+            self.lcp.append(_common_prefix(stack, previous) if previous is not None else 0)
+            self.stacks.append(stack)
+            self.values.append(values)
+            previous = stack
+
+    def of_type(self, sample_type: str) -> "Tuple[List[tuple], List[int], List[int]]":
+        """(stacks, values, lcp with the previous stack kept) of the stacks with a ``sample_type`` value."""
+        stacks, values, lcps = [], [], []
+        run = 0  # the common prefix with the last kept stack is the least lcp since it (sorted order)
+        for stack, row, lcp in zip(self.stacks, self.values, self.lcp):
+            run = min(run, lcp)
+            value = row.get(sample_type, 0)
+            if value:
+                stacks.append(stack)
+                values.append(value)
+                lcps.append(run)
+                run = 1 << 62
+        return stacks, values, lcps
+
+
+def _common_prefix(a: tuple, b: tuple) -> int:
+    # Largest n with a[:n] == b[:n], comparing slices (in C) by bisection: deep stacks stay cheap.
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _walk(stacks: SortedStacks, sample_type: str, threshold: int, scale: float, histogram: "Optional[List[int]]") -> dict:
+    # One pass over the sorted stacks, keeping the path of open frames: a frame is closed (its
+    # value final) when the next stack leaves it. The frames of a stack past what it shares with
+    # either neighbour are its own (sorted order), their value its value: handled at once, not
+    # frame by frame. With ``histogram``, only count frames by bit length of their value; else
+    # build the tree of the frames of at least ``threshold``.
+    names = stacks.names
+    by_value = itemgetter("value")
+    pending = [[-1, 0, []]]  # the open path, root first: [frame id, value, kept children]
+
+    def close() -> None:
+        fid, value, kids = pending.pop()
+        parent = pending[-1]
+        parent[1] += value
+        if histogram is not None:
+            histogram[abs(value).bit_length()] += 1
+        elif abs(value) >= threshold:
+            kids.sort(key=by_value, reverse=True)
+            name, filename = names[fid]
+            parent[2].append({"name": name, "file": filename, "value": value * scale, "children": kids})
+
+    rows, values, lcps = stacks.of_type(sample_type)
+    count = len(rows)
+    for i in range(count):
+        stack, value, keep = rows[i], values[i], lcps[i]
+        shared = max(keep, lcps[i + 1] if i + 1 < count else 0)
+        while len(pending) > keep + 1:
+            close()
+        for fid in stack[keep:shared]:
+            pending.append([fid, 0, []])
+        top = pending[-1]
+        top[1] += value
+        own = len(stack) - shared
+        if own:
+            if histogram is not None:
+                histogram[abs(value).bit_length()] += own
+            elif abs(value) >= threshold:
+                chain: "List[dict]" = []
+                for fid in reversed(stack[shared:]):
+                    name, filename = names[fid]
+                    chain = [{"name": name, "file": filename, "value": value * scale, "children": chain}]
+                top[2].extend(chain)
+    while len(pending) > 1:
+        close()
+    _fid, value, kids = pending[0]
+    kids.sort(key=by_value, reverse=True)
+    return {"name": "all", "file": "", "value": value * scale, "children": kids}
+
+
+def build_tree(profiles: ProfileSet, sample_type: str, scale: float = 1.0, max_nodes: int = MAX_NODES,
+               stacks: "Optional[SortedStacks]" = None) -> dict:
     """The call tree of ``sample_type``: ``{name, file, value, children}``, root first, frames merged by
-    function and file along each path; values multiplied by ``scale``."""
-    root = _node("all", "")
-    for sample in profiles.samples:
-        value = sample.values.get(sample_type, 0) * scale
-        if not value:
-            continue
-        node = root
-        node["value"] += value
-        for name, filename, _line in reversed(sample.frames):
-            key = (name, filename)
-            child = node["children"].get(key)
-            if child is None:
-                child = node["children"][key] = _node(name, filename)
-            child["value"] += value
-            node = child
-    return _finish(root)
+    function and file along each path, children largest first; values multiplied by ``scale``.
+    At most about ``max_nodes`` frames: when there are more, those of the smallest values are left
+    out (their value stays in their parent's). Built without recursion from the stacks in sorted
+    order (``stacks``, made from ``profiles`` when not given), in memory for the kept frames plus
+    the stacks, whatever the depth."""
+    stacks = stacks or SortedStacks(profiles)
+    histogram = [0] * 66
+    _walk(stacks, sample_type, 0, scale, histogram)
+    threshold, kept = 0, sum(histogram)
+    for bits, count in enumerate(histogram):  # the smallest power of two that keeps max_nodes at most
+        if kept <= max_nodes:
+            break
+        kept -= count
+        threshold = 1 << bits
+    return _walk(stacks, sample_type, threshold, scale, None)
 
 
-def _self_values(tree: dict, path: tuple = (), out: "Optional[Dict[tuple, float]]" = None) -> "Dict[tuple, float]":
-    out = {} if out is None else out
-    key = path + ((tree["name"], tree["file"]),)
-    out[key] = tree["value"] - sum(c["value"] for c in tree["children"])
-    for child in tree["children"]:
-        _self_values(child, key, out)
-    return out
+def _own(node: dict) -> float:
+    return node["value"] - sum(c["value"] for c in node["children"])
 
 
 def diff_tree(base: ProfileSet, new: ProfileSet, sample_type: str) -> dict:
@@ -66,26 +202,50 @@ def diff_tree(base: ProfileSet, new: ProfileSet, sample_type: str) -> dict:
     ``delta``: its self value minus the base's self value at the same path."""
     per_second = bool(base.duration_ns and new.duration_ns)
     new_tree = build_tree(new, sample_type, 1e9 / new.duration_ns if per_second else 1.0)
-    base_self = _self_values(build_tree(base, sample_type, 1e9 / base.duration_ns if per_second else 1.0))
-
-    def annotate(node: dict, path: tuple) -> None:
-        key = path + ((node["name"], node["file"]),)
-        own = node["value"] - sum(c["value"] for c in node["children"])
-        node["delta"] = own - base_self.get(key, 0.0)
+    base_tree = build_tree(base, sample_type, 1e9 / base.duration_ns if per_second else 1.0)
+    todo = [(new_tree, base_tree)]
+    while todo:
+        node, match = todo.pop()
+        node["delta"] = _own(node) - (_own(match) if match is not None else 0.0)
+        twins = {(c["name"], c["file"]): c for c in match["children"]} if match is not None else {}
         for child in node["children"]:
-            annotate(child, key)
-
-    annotate(new_tree, ())
+            todo.append((child, twins.get((child["name"], child["file"]))))
     return new_tree
 
 
-def _rounded(tree: dict) -> dict:
-    tree["value"] = int(round(tree["value"]))
-    if "delta" in tree:
-        tree["delta"] = int(round(tree["delta"]))
-    for child in tree["children"]:
-        _rounded(child)
-    return tree
+def flatten(tree: dict, strings: "Dict[str, int]") -> dict:
+    """``tree`` as the page carries it: ``nodes``, a flat list of ``stride`` integers per node in
+    depth-first order (parent index, name and file as indices into ``strings``, rounded value, and
+    rounded delta when the tree has them), so no depth of stack nests the JSON or the script."""
+    stride = 5 if "delta" in tree else 4
+    nodes: "List[int]" = []
+    todo = [(tree, -1)]
+    index = 0
+    while todo:
+        node, parent = todo.pop()
+        for text in (node["name"], node["file"]):
+            if text not in strings:
+                strings[text] = len(strings)
+        nodes += (parent, strings[node["name"]], strings[node["file"]], int(round(node["value"])))
+        if stride == 5:
+            nodes.append(int(round(node.get("delta", 0))))
+        todo.extend((child, index) for child in reversed(node["children"]))
+        index += 1
+    return {"stride": stride, "nodes": nodes}
+
+
+def inflate(flat: dict, strings: "List[str]") -> dict:
+    """The nested tree back from :func:`flatten`'s form (what the page's script does)."""
+    nodes, stride = flat["nodes"], flat["stride"]
+    made: "List[dict]" = []
+    for i in range(0, len(nodes), stride):
+        node = {"name": strings[nodes[i + 1]], "file": strings[nodes[i + 2]], "value": nodes[i + 3], "children": []}
+        if stride == 5:
+            node["delta"] = nodes[i + 4]
+        if nodes[i] >= 0:
+            made[nodes[i]]["children"].append(node)
+        made.append(node)
+    return made[0]
 
 
 def _asset(name: str) -> str:
@@ -100,7 +260,9 @@ def _script_safe(text: str) -> str:
 
 def render(trees: "Dict[str, dict]", units: "Dict[str, str]", title: str, differential: bool = False) -> str:
     """The HTML page for ``trees`` (one per sample type)."""
-    data = {"title": title, "differential": differential, "units": units, "trees": {t: _rounded(tree) for t, tree in trees.items()}}
+    strings: "Dict[str, int]" = {}
+    flat = {t: flatten(tree, strings) for t, tree in trees.items()}
+    data = {"title": title, "differential": differential, "units": units, "strings": list(strings), "trees": flat}
     return PAGE.format(
         title=_html_escape(title),
         css=_asset("d3-flamegraph.css"),
@@ -126,7 +288,8 @@ def types_with_data(profiles: ProfileSet) -> "List[str]":
 
 def flamegraph_html(profiles: ProfileSet, sample_types: "Iterable[str]", title: str) -> str:
     """A page with a flame graph of each of ``sample_types``."""
-    return render({t: build_tree(profiles, t) for t in sample_types}, profiles.units, title)
+    stacks = SortedStacks(profiles)
+    return render({t: build_tree(profiles, t, stacks=stacks) for t in sample_types}, profiles.units, title)
 
 
 def diff_html(base: ProfileSet, new: ProfileSet, sample_types: "Iterable[str]", title: str) -> str:
@@ -201,10 +364,25 @@ APP = r"""
     status.dataset.frames = document.querySelectorAll("#chart g.frame").length;
   }
 
+  // The trees come flat (see flatten() in flamegraph.py): nested here, in a loop, whatever the depth.
+  const inflated = {};
+  function inflate(type) {
+    if (inflated[type]) return inflated[type];
+    const flat = PROFILE.trees[type], nodes = flat.nodes, stride = flat.stride, strings = PROFILE.strings;
+    const made = [];
+    for (let i = 0; i < nodes.length; i += stride) {
+      const node = { name: strings[nodes[i + 1]], file: strings[nodes[i + 2]], value: nodes[i + 3], children: [] };
+      if (stride === 5) node.delta = nodes[i + 4];
+      if (nodes[i] >= 0) made[nodes[i]].children.push(node);
+      made.push(node);
+    }
+    return (inflated[type] = made[0]);
+  }
+
   function draw(type) {
     current = type;
     const unit = PROFILE.units[type] || "count";
-    const tree = PROFILE.trees[type];
+    const tree = inflate(type);
     document.getElementById("chart").innerHTML = "";
     const width = Math.max(600, document.body.clientWidth - 24);
     chart = flamegraph.default()

@@ -34,7 +34,7 @@ VALUE_OPTIONS = {
     "--disable": ("", "disable a collector: " + ", ".join(COLLECTORS)),
 }
 
-USAGE = "usage: profiler-run [options] COMMAND [ARGS...]\n"
+USAGE = "usage: profiler-run [options] COMMAND [ARGS...]\n       profiler-run --version\n"
 
 
 class UsageError(Exception):
@@ -46,6 +46,7 @@ def help_text() -> str:
     lines = [USAGE, "Run a program with the continuous profiler enabled.\n", "\noptions:\n"]
     for option, (variable, text) in VALUE_OPTIONS.items():
         lines.append("  %-26s %s%s\n" % (option + " VALUE", text, " (%s)" % variable if variable else ""))
+    lines.append("  %-26s %s\n" % ("-V, --version", "alone: show the profiler's installed versions"))
     lines.append("  %-26s %s\n" % ("-h, --help", "show this help"))
     lines.append("\nAny DD_* variable already in the environment applies too; options win over it.\n")
     return "".join(lines)
@@ -64,6 +65,11 @@ def parse_args(argv: "List[str]") -> "tuple[Dict[str, List[str]], List[str]]":
             break
         if arg in ("-h", "--help"):
             options["--help"] = []
+            i += 1
+            continue
+        if arg == "-V" or (arg == "--version" and i == len(argv) - 1):
+            # ``--version VALUE`` sets DD_VERSION; with nothing after it, it asks for ours.
+            options["-V"] = []
             i += 1
             continue
         name, eq, value = arg.partition("=")
@@ -86,10 +92,17 @@ def parse_args(argv: "List[str]") -> "tuple[Dict[str, List[str]], List[str]]":
     return options, argv[i:]
 
 
+#: uWSGI's --py-call-uwsgi-fork-hooks, as an environment variable.
+UWSGI_FORK_HOOKS_VARIABLE = "UWSGI_PY_CALL_UWSGI_FORK_HOOKS"
+
+
 def environment_for(options: "Dict[str, List[str]]", environ: "Dict[str, str]") -> "Dict[str, str]":
     """The environment the command runs with: ``environ`` plus what the options ask for."""
     env = dict(environ)
     env.setdefault("DD_PROFILING_ENABLED", "true")
+    # uWSGI forks its workers in C: with this option (read from the environment by uWSGI, by nothing
+    # else) it tells CPython about each fork, so the profiler restarts in every worker.
+    env.setdefault(UWSGI_FORK_HOOKS_VARIABLE, "true")
     for name, values in options.items():
         variable = VALUE_OPTIONS.get(name, ("",))[0]
         if variable and values:
@@ -127,6 +140,11 @@ def main(argv: "Optional[List[str]]" = None) -> int:
         return 2
     if "--help" in options:
         sys.stdout.write(help_text())
+        return 0
+    if "-V" in options:
+        from profiler.versions import version_text
+
+        sys.stdout.write(version_text("profiler-run"))
         return 0
     if not command:
         sys.stderr.write(USAGE + "profiler-run: no command given\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from profiler_core.events import CLASS_NAME, SAMPLE_TYPES, Frame
-from profiler_core.pprof import profile_pb2
+from profiler_core.pprof.wire import bytes_field, int_field, message_field, packed_field, string_field, varint
 from profiler_core.recorder import RecorderSnapshot
 
 
@@ -32,6 +32,18 @@ def ordered_sample_types(declared: Iterable[str], present: Iterable[str]) -> Lis
     return known + unknown
 
 
+# What a viewer opens a profile on (``go tool pprof`` otherwise picks the last sample type).
+DEFAULT_SAMPLE_TYPE_ORDER = ("cpu-time", "wall-time", "alloc-space", "lock-acquire-wait", "exception-samples")
+
+
+def default_sample_type(types: Sequence[str]) -> Optional[str]:
+    """The sample type a viewer should show first: CPU time, else wall time, else the first one."""
+    for name in DEFAULT_SAMPLE_TYPE_ORDER:
+        if name in types:
+            return name
+    return types[0] if types else None
+
+
 def encode_profile(
     snapshot: RecorderSnapshot,
     sample_types: Sequence[str] = (),
@@ -42,7 +54,8 @@ def encode_profile(
 
     The profile's sample types are ``sample_types`` plus any type present in the
     snapshot, named and ordered as ddtrace does. ``period`` is ``(sample type,
-    period)`` for ``period_type``/``period``. A non-zero drop count is reported
+    period)`` for ``period_type``/``period``; ``default_sample_type`` is CPU time
+    where present (see :func:`default_sample_type`). A non-zero drop count is reported
     as a comment. Locations and functions are deduplicated; the leaf frame's
     class name, when known, becomes a ``class name`` label.
     """
@@ -51,60 +64,86 @@ def encode_profile(
         present.update(values)
     types = ordered_sample_types(sample_types, present)
     type_index = {name: i for i, name in enumerate(types)}
-
     strings = _StringTable()
-    profile = profile_pb2.Profile()
-    for name in types:
-        profile.sample_type.add(type=strings(name), unit=strings(SAMPLE_TYPES.get(name, "count")))
-
+    # Fields of Profile, by number (profile.proto), written in that order as protobuf does.
+    sample_type_fields = [
+        message_field(1, int_field(1, strings(name)) + int_field(2, strings(SAMPLE_TYPES.get(name, "count"))))
+        for name in types
+    ]
+    function_fields: List[bytes] = []
+    location_fields: List[bytes] = []
     functions: Dict[Tuple[str, str], int] = {}
-    locations: Dict[Tuple[str, str, int], int] = {}
+    locations: Dict[Tuple[str, str, int], bytes] = {}  # the location's id, as a varint
 
-    def location_id(frame: Frame) -> int:
+    def location_id(frame: Frame) -> bytes:
         key = (frame.filename, frame.function, frame.lineno)
-        loc = locations.get(key)
-        if loc is None:
+        encoded = locations.get(key)
+        if encoded is None:
             fkey = (frame.filename, frame.function)
             fid = functions.get(fkey)
             if fid is None:
                 fid = functions[fkey] = len(functions) + 1
-                profile.function.add(
-                    id=fid, name=strings(frame.function), filename=strings(frame.filename)
-                )
-            loc = locations[key] = len(locations) + 1
-            location = profile.location.add(id=loc)
-            location.line.add(function_id=fid, line=frame.lineno)
-        return loc
+                function_fields.append(message_field(5, int_field(1, fid) + int_field(2, strings(frame.function))
+                                                     + int_field(4, strings(frame.filename))))
+            loc = len(locations) + 1
+            encoded = locations[key] = varint(loc)
+            line = int_field(1, fid) + int_field(2, frame.lineno)
+            location_fields.append(message_field(4, int_field(1, loc) + message_field(4, line)))
+        return encoded
 
+    sample_fields: List[bytes] = []
+    class_key = -1
+    # Stacks and label sets recur across samples (the samplers reuse the same objects): each is
+    # encoded once per profile, by identity (every one stays alive until the end of this call).
+    stack_bytes: Dict[int, bytes] = {}
+    label_bytes: Dict[int, Tuple[bytes, bool]] = {}
+    width = len(types)
+    rows: Dict[Tuple[int, ...], bytes] = {}
     for (stack, labels), values in snapshot.samples.items():
-        sample = profile.sample.add()
-        sample.location_id.extend([location_id(frame) for frame in stack])
-        row = [0] * len(types)
+        encoded_stack = stack_bytes.get(id(stack))
+        if encoded_stack is None:
+            ids = b"".join([location_id(frame) for frame in stack])
+            encoded_stack = stack_bytes[id(stack)] = bytes_field(1, ids) if ids else b""
+        row = [0] * width
         for name, value in values.items():
             row[type_index[name]] = int(value)
-        sample.value.extend(row)
-        has_class_label = False
-        for key, value in labels:
-            if key == CLASS_NAME:
-                has_class_label = True
-            if isinstance(value, int):
-                sample.label.add(key=strings(key), num=value)
-            else:
-                sample.label.add(key=strings(key), str=strings(str(value)))
+        key = tuple(row)
+        encoded_row = rows.get(key)
+        if encoded_row is None:
+            encoded_row = rows[key] = packed_field(2, row)
+        cached = label_bytes.get(id(labels))
+        if cached is None:
+            parts = []
+            has_class_label = False
+            for key, value in labels:
+                if key == CLASS_NAME:
+                    has_class_label = True
+                if isinstance(value, int):
+                    parts.append(message_field(3, int_field(1, strings(key)) + int_field(3, value)))
+                else:
+                    parts.append(message_field(3, int_field(1, strings(key)) + int_field(2, strings(str(value)))))
+            cached = label_bytes[id(labels)] = (b"".join(parts), has_class_label)
+        encoded_labels, has_class_label = cached
         if not has_class_label and stack and stack[0].class_name:
-            sample.label.add(key=strings(CLASS_NAME), str=strings(stack[0].class_name))
+            if class_key < 0:
+                class_key = strings(CLASS_NAME)
+            encoded_labels += message_field(3, int_field(1, class_key) + int_field(2, strings(stack[0].class_name)))
+        sample_fields.append(message_field(2, encoded_stack + encoded_row + encoded_labels))
 
-    profile.time_nanos = snapshot.start_ns
-    profile.duration_nanos = snapshot.duration_ns
+    tail = [int_field(9, snapshot.start_ns), int_field(10, snapshot.duration_ns)]
     if period is not None:
         period_name, period_value = period
-        profile.period_type.type = strings(period_name)
-        profile.period_type.unit = strings(SAMPLE_TYPES.get(period_name, "count"))
-        profile.period = int(period_value)
+        tail.append(message_field(11, int_field(1, strings(period_name))
+                                  + int_field(2, strings(SAMPLE_TYPES.get(period_name, "count")))))
+        tail.append(int_field(12, int(period_value)))
+    default = default_sample_type(types)
+    default_index = strings(default) if default is not None else 0
     all_comments = list(comments)
     if snapshot.dropped:
         all_comments.append("dropped %d samples: recorder full" % snapshot.dropped)
-    for comment in all_comments:
-        profile.comment.append(strings(comment))
-    profile.string_table.extend(strings.strings)
-    return profile.SerializeToString()
+    tail.append(packed_field(13, [strings(comment) for comment in all_comments]))
+    tail.append(int_field(14, default_index))
+    return b"".join(
+        sample_type_fields + sample_fields + location_fields + function_fields
+        + [string_field(6, text) for text in strings.strings] + tail
+    )
