@@ -249,6 +249,39 @@ def test_captured_without_the_gil_truncated_and_labelled():
 
 
 @needs_gil_free
+def test_a_thread_started_while_sampling_is_captured_without_waiting_for_a_batch():
+    """A thread that lives 80 ms, started in the middle of a 16-capture batch (320 ms at 20 ms): the
+    capture that finds a new head of the interpreter's thread list makes the sampler publish the
+    list again at once, so the thread is captured while it lives (and named after it ended).
+    Before, it was captured only if the batch happened to end early enough in its life (about 1
+    time in 5)."""
+    recorder = Recorder()
+    collector = StackCollector(recorder, ProfilerConfig(), min_interval=0.02)
+    collector.sampler.capture_batch = 16
+    collector.start()
+    sampler = collector.sampler
+    try:
+        assert wait_until(lambda: sampler.ticks >= 16, 10)
+        names = []
+        for i in range(6):
+            name = "newcomer-%d" % i
+            names.append(name)
+            t = threading.Thread(target=time.sleep, args=(0.08,), name=name)
+            t.start()
+            t.join()
+            time.sleep(0.05 * (i + 1) % 0.3)  # a different moment of the batch each time
+        republished = sampler.republished
+        done = sampler.ticks
+        assert wait_until(lambda: sampler.ticks > done + 16, 10)  # the last thread's captures are in
+        samples = flushed_samples(collector)
+    finally:
+        collector.stop()
+    seen = {dict(labels).get("thread name") for (_stack, labels) in samples} & set(names)
+    assert republished >= 3, republished
+    assert len(seen) >= 3, sorted(seen)
+
+
+@needs_gil_free
 def test_threads_and_code_objects_coming_and_going_while_captured():
     """Threads that end and code objects freed right after a capture: never read as live, nothing lost."""
     recorder = Recorder()

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include "_stackread.h"
+#include "_codenames.h"
 
 #define PROF_CAP_QUEUE 16
 #define PROF_CAP_SCRATCH (256 * 1024) /* a data stack chunk larger than this is read frame by frame */
@@ -50,6 +51,8 @@ typedef struct {
     int64_t weight;  /* wall ns it stands for */
     int nthreads;
     prof_cap_thread *threads;
+    prof_cn_record *names;  /* the code objects of frames the sampler holds no code for (NULL: none) */
+    int nnames;
 } prof_capture;
 
 typedef struct {
@@ -73,6 +76,17 @@ typedef struct {
     int64_t cost_ns;            /* CPU the last capture cost this thread */
     int batch;                  /* captures the sampler waits for before taking the GIL */
     uint64_t rng;
+    /* The interpreter's thread list as last published: its head and the head's ident. A thread
+       state is added at the head, so a capture that finds another head (or the head thread
+       started since) tells the sampler to publish again without waiting for a full batch: a new
+       thread (a pool's first worker, a thread per request) is captured from the next interval on. */
+    PyInterpreterState *interp;
+    PyThreadState *listed_head;
+    unsigned long listed_head_ident;
+    int threads_changed;
+    int64_t republished;        /* publications asked for by a changed thread list */
+    int names_reset;            /* the sampler forgot code text: the capturer sends it all again */
+    prof_cn_held held;          /* code objects the sampler holds (it names their frames itself) */
 } prof_cap_state;
 
 static inline int64_t prof_cap_now(clockid_t clk) {
@@ -97,7 +111,11 @@ static void prof_cap_sleep(int64_t ns) {
     nanosleep(&ts, NULL);
 }
 
-static void prof_cap_free(prof_capture *c) { free(c); }
+static void prof_cap_free(prof_capture *c) {
+    if (c == NULL) return;
+    free(c->names);
+    free(c);
+}
 
 /* A fresh mutex and conditions (the capturer's timed waits use the monotonic clock). */
 static void prof_cap_init_sync(prof_cap_state *s) {
@@ -133,19 +151,46 @@ static prof_cap_target *prof_cap_copy_targets(prof_cap_state *s, int *n, int *ma
 /* What a capturing thread reads with: the data-stack chunk copy and the code address cache. */
 typedef struct {
     prof_st_code_cache codes;
+    prof_cn_cache names;
     char scratch[PROF_CAP_SCRATCH];
 } prof_cap_reader;
+
+/* Points each frame of `t` whose code the sampler does not hold at a description of that code in
+   the capture (made once per code object per capture; at most PROF_CN_PER_CAPTURE of them). */
+static void prof_cap_describe_frames(prof_capture *c, prof_cap_thread *t, const prof_cn_held *held,
+                                     prof_cn_cache *cache) {
+    for (int j = 0; j < t->nframes; j++) {
+        prof_st_frame *f = &t->frames[j];
+        if (prof_cn_is_held(held, f->code)) continue;
+        int k;
+        for (k = 0; k < c->nnames && c->names[k].key.code != f->code; k++) {
+        }
+        if (k == c->nnames) {
+            if (c->nnames >= PROF_CN_PER_CAPTURE) continue;
+            if (c->names == NULL) {
+                c->names = (prof_cn_record *)malloc(PROF_CN_PER_CAPTURE * sizeof(prof_cn_record));
+                if (c->names == NULL) return;
+            }
+            if (prof_cn_describe(f->code, &c->names[k], cache) != 0) continue;
+            c->nnames++;
+        }
+        f->name = k;
+    }
+}
 
 /* One capture of `n` targets: one block holding the header, the threads and their frames.
    `*torn_reads` counts the stack reads that had to be done again. */
 static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_frames, int64_t probe_ns,
-                                   int64_t idle_threshold_ns, prof_cap_reader *reader, int64_t *torn_reads) {
+                                   int64_t idle_threshold_ns, prof_cap_reader *reader, int64_t *torn_reads,
+                                   const prof_cn_held *held) {
     size_t size = sizeof(prof_capture) + (size_t)n * sizeof(prof_cap_thread)
                   + (size_t)n * (size_t)max_frames * sizeof(prof_st_frame);
     prof_capture *c = (prof_capture *)malloc(size);
     if (c == NULL) return NULL;
     c->nthreads = n;
     c->threads = (prof_cap_thread *)(c + 1);
+    c->names = NULL;
+    c->nnames = 0;
     prof_st_frame *frames = (prof_st_frame *)(c->threads + n);
     c->when = prof_cap_now(CLOCK_MONOTONIC);
     char *scratch = reader != NULL ? reader->scratch : NULL;
@@ -170,6 +215,7 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
             t->nframes = 0;
             t->depth = 0;
         }
+        if (held != NULL && t->nframes > 0) prof_cap_describe_frames(c, t, held, reader != NULL ? &reader->names : NULL);
     }
     if (probe_ns > 0) {
         prof_cap_sleep(probe_ns);
@@ -182,6 +228,19 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
         }
     }
     return c;
+}
+
+/* Whether the interpreter's thread list differs from the published one (without the GIL: the
+   head pointer is read as it is, its thread id with a safe read). With the mutex held. */
+static int prof_cap_threads_changed(const prof_cap_state *s) {
+    if (s->interp == NULL) return 0;
+    PyThreadState *head = PyInterpreterState_ThreadHead(s->interp);
+    if (head != s->listed_head) return 1;
+    if (head == NULL) return 0;
+    unsigned long ident = 0;
+    if (prof_st_read((const char *)head + offsetof(PyThreadState, thread_id), &ident, sizeof(ident)) != 0)
+        return 0;
+    return ident != s->listed_head_ident;
 }
 
 static void *prof_cap_main(void *arg) {
@@ -214,10 +273,15 @@ static void *prof_cap_main(void *arg) {
         int n, max_frames;
         int64_t probe = s->probe_ns, threshold = s->idle_threshold_ns;
         prof_cap_target *tg = prof_cap_copy_targets(s, &n, &max_frames);
+        if (s->names_reset) {
+            if (reader != NULL) memset(&reader->names, 0, sizeof(reader->names));
+            s->names_reset = 0;
+        }
         pthread_mutex_unlock(&s->mx);
 
         int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID), torn = 0;
-        prof_capture *c = tg != NULL ? prof_cap_take(tg, n, max_frames, probe, threshold, reader, &torn) : NULL;
+        prof_capture *c = tg != NULL ? prof_cap_take(tg, n, max_frames, probe, threshold, reader, &torn, &s->held)
+                                     : NULL;
         int64_t cpu1 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID);
         free(tg);
 
@@ -229,11 +293,16 @@ static void *prof_cap_main(void *arg) {
             s->carried = 0;
             s->queue[(s->head + s->count) % PROF_CAP_QUEUE] = c;
             s->count++;
-            if (s->count >= s->batch) pthread_cond_signal(&s->to_sampler);
+            if (!s->threads_changed && prof_cap_threads_changed(s)) {
+                s->threads_changed = 1;
+                s->republished++;
+            }
+            if (s->count >= s->batch || s->threads_changed) pthread_cond_signal(&s->to_sampler);
         } else {
             /* No target yet, no memory, or the sampler is starved of the GIL: the time goes to the
                next capture that is queued, so wall time is not lost. */
             if (c != NULL) {
+                if (c->nnames > 0) s->names_reset = 1;  /* text it carried is sent again */
                 prof_cap_free(c);
                 s->dropped++;
             }
@@ -293,7 +362,8 @@ static int prof_cap_wait(prof_cap_state *s, prof_capture **out) {
     int n = 0;
     pthread_mutex_lock(&s->mx);
     int batch = s->batch < 1 ? 1 : s->batch > PROF_CAP_QUEUE ? PROF_CAP_QUEUE : s->batch;
-    while (!s->stop && s->count < batch) pthread_cond_wait(&s->to_sampler, &s->mx);
+    while (!s->stop && s->count < batch && !(s->threads_changed && s->count > 0))
+        pthread_cond_wait(&s->to_sampler, &s->mx);
     while (s->count > 0) {
         out[n++] = s->queue[s->head];
         s->head = (s->head + 1) % PROF_CAP_QUEUE;
@@ -303,10 +373,16 @@ static int prof_cap_wait(prof_cap_state *s, prof_capture **out) {
     return n;
 }
 
-/* Replaces the targets (the Python side, with the GIL) and the settings. Takes `targets`. */
+/* Replaces the targets (the Python side, with the GIL) and the settings. Takes `targets`; `head`
+   and `head_ident` are the thread list's head as prof_cap_list_threads read it. */
 static void prof_cap_publish(prof_cap_state *s, prof_cap_target *targets, int n, int max_frames,
-                             int64_t interval_ns) {
+                             int64_t interval_ns, PyInterpreterState *interp, PyThreadState *head,
+                             unsigned long head_ident) {
     pthread_mutex_lock(&s->mx);
+    s->interp = interp;
+    s->listed_head = head;
+    s->listed_head_ident = head_ident;
+    s->threads_changed = 0;
     free(s->targets);
     s->targets = targets;
     s->ntargets = n;
@@ -325,7 +401,7 @@ static prof_capture *prof_cap_take_now(prof_cap_state *s, int64_t *cost_ns) {
     pthread_mutex_unlock(&s->mx);
     prof_cap_reader *reader = (prof_cap_reader *)calloc(1, sizeof(prof_cap_reader));
     int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID), torn = 0;
-    prof_capture *c = tg != NULL || n == 0 ? prof_cap_take(tg, n, max_frames, 0, 0, reader, &torn) : NULL;
+    prof_capture *c = tg != NULL || n == 0 ? prof_cap_take(tg, n, max_frames, 0, 0, reader, &torn, &s->held) : NULL;
     *cost_ns = prof_cap_now(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     if (c != NULL) c->weight = weight;
     free(reader);
@@ -346,19 +422,52 @@ static void prof_cap_reset(prof_cap_state *s) {
     prof_cap_drop_queue(s);
     s->carried = 0;
     s->torn_reads = 0;
+    s->threads_changed = 0;
+    s->names_reset = 1;
+    prof_cn_clear(&s->held);
+}
+
+/* The sampler holds these code objects from now on (it names their frames). Returns how many
+   could not be put in the table (their frames are described in captures, which still names them). */
+static int prof_cap_hold(prof_cap_state *s, void **codes, int n) {
+    int missed = 0;
+    pthread_mutex_lock(&s->mx);
+    for (int i = 0; i < n; i++) missed += !prof_cn_hold(&s->held, codes[i]);
+    pthread_mutex_unlock(&s->mx);
+    return missed;
+}
+
+/* The sampler forgot the code text it was sent: the capturer sends it again. */
+static void prof_cap_resend_names(prof_cap_state *s) {
+    pthread_mutex_lock(&s->mx);
+    s->names_reset = 1;
+    pthread_mutex_unlock(&s->mx);
+}
+
+/* The sampler forgot its code objects and their text: none is held, all text is sent again. */
+static void prof_cap_forget_codes(prof_cap_state *s) {
+    pthread_mutex_lock(&s->mx);
+    prof_cn_clear(&s->held);
+    s->names_reset = 1;
+    pthread_mutex_unlock(&s->mx);
 }
 
 /* Every thread state of the interpreter, with the GIL held and no Python code run between this and
    the use of the result: each listed thread is alive, so pthread_getcpuclockid may be asked about it.
    The list is read with safe reads too, in case a thread state is deleted without the GIL. Returns
-   the number found (at most `max`). */
-static int prof_cap_list_threads(PyInterpreterState *interp, prof_cap_target *out, int max) {
+   the number found (at most `max`); `*head` and `*head_ident` receive the list's head and its
+   thread id, for prof_cap_publish. */
+static int prof_cap_list_threads(PyInterpreterState *interp, prof_cap_target *out, int max,
+                                 PyThreadState **head, unsigned long *head_ident) {
     int n = 0;
     PyThreadState *t = PyInterpreterState_ThreadHead(interp);
     PyThreadState copy;
+    *head = t;
+    *head_ident = 0;
     while (t != NULL && n < max) {
         PyThreadState *cur = t;
         if (prof_st_read(cur, &copy, sizeof(copy)) != 0) break;
+        if (cur == *head) *head_ident = copy.thread_id;
         t = copy.next;
         if (copy.thread_id == 0) continue; /* created, not started: no thread to ask about yet */
         out[n].tstate = cur;

@@ -16,6 +16,7 @@ import types
 from profiler_core.events import Frame, omitted_frames_marker
 from profiler_core.events import thread_labels as labels_of_thread
 from profiler_core import thread_names
+from profiler_stack._linetable import line_of as _line_of
 from profiler_core.threads import PROFILER_THREADS
 
 cdef extern from "Python.h":
@@ -79,6 +80,28 @@ cdef extern from "_capture.h":
     ctypedef struct prof_st_frame:
         void* code
         int lasti
+        int name
+    ctypedef struct prof_cn_key:
+        void* code
+        void* name
+        void* file
+        void* lines
+        int firstlineno
+        int name_len
+        int file_len
+        Py_ssize_t name_hash
+        Py_ssize_t file_hash
+    ctypedef struct prof_cn_record:
+        prof_cn_key key
+        int has_text
+        int name_kind
+        int file_kind
+        int name_len
+        int file_len
+        int lines_len
+        char* name_text
+        char* file_text
+        unsigned char* lines_text
     ctypedef struct prof_cap_target:
         unsigned long ident
         unsigned long native_id
@@ -97,6 +120,8 @@ cdef extern from "_capture.h":
         long long weight
         int nthreads
         prof_cap_thread* threads
+        prof_cn_record* names
+        int nnames
     ctypedef struct prof_cap_state:
         long long cost_ns
         long long dropped
@@ -104,7 +129,10 @@ cdef extern from "_capture.h":
         long long probe_ns
         long long idle_threshold_ns
         int batch
+        long long republished
+        int names_reset
     ctypedef struct PyInterpreterState
+    ctypedef struct PyThreadState
     int PROF_CAP_QUEUE
     int prof_st_init()
     int prof_st_walk_made_up(void* previous, void* code, int check)
@@ -114,10 +142,15 @@ cdef extern from "_capture.h":
     void prof_cap_request_stop(prof_cap_state* s) nogil
     void prof_cap_reset(prof_cap_state* s)
     int prof_cap_wait(prof_cap_state* s, prof_capture** out) nogil
-    void prof_cap_publish(prof_cap_state* s, prof_cap_target* targets, int n, int max_frames, long long interval_ns) nogil
+    void prof_cap_publish(prof_cap_state* s, prof_cap_target* targets, int n, int max_frames, long long interval_ns,
+                          PyInterpreterState* interp, PyThreadState* head, unsigned long head_ident) nogil
     void prof_cap_free(prof_capture* c) nogil
     prof_capture* prof_cap_take_now(prof_cap_state* s, long long* cost_ns) nogil
-    int prof_cap_list_threads(PyInterpreterState* interp, prof_cap_target* out, int max)
+    int prof_cap_hold(prof_cap_state* s, void** codes, int n)
+    void prof_cap_forget_codes(prof_cap_state* s)
+    void prof_cap_resend_names(prof_cap_state* s)
+    int prof_cap_list_threads(PyInterpreterState* interp, prof_cap_target* out, int max, PyThreadState** head,
+                              unsigned long* head_ident)
     PyInterpreterState* PyInterpreterState_Get()
     int PyCode_Addr2Line(PyCodeObject* co, int byte_offset)
 
@@ -246,6 +279,36 @@ cdef class _CodeInfo:
     cdef Py_ssize_t nbytes  # bytecode size: offsets read from a running thread are checked against it
 
 
+cdef class _CopiedCode:
+    """What the capturing thread copied of a code object the sampler does not hold, and the Frame
+    tuples made of it by instruction offset."""
+    cdef str filename
+    cdef str name
+    cdef str class_name
+    cdef int firstlineno
+    cdef bytes lines
+    cdef dict frames
+
+    cdef object frame(self, int lasti):
+        fr = self.frames.get(lasti)
+        if fr is None:
+            line = _line_of(self.lines, self.firstlineno, lasti)
+            fr = Frame(self.filename, self.name, line if line >= 0 else self.firstlineno, self.class_name)
+            if len(self.frames) < 4096:
+                self.frames[lasti] = fr
+        return fr
+
+
+cdef str _decoded(char* text, int size, int kind):
+    # Characters copied from a str: ASCII (kind 0) or 1, 2, 4 bytes each.
+    data = PyBytes_FromStringAndSize(text, size)
+    if kind == 0:
+        return data.decode("ascii", "replace")
+    if kind == 1:
+        return data.decode("latin-1")
+    return data.decode("utf-16-le" if kind == 2 else "utf-32-le", "surrogatepass")
+
+
 cdef str _class_from_qualname(str qualname):
     cdef list parts = qualname.split(".")
     if len(parts) < 2:
@@ -296,6 +359,8 @@ cdef class StackSampler:
     cdef public double interval
     cdef public long long errors
     cdef long long last_cost
+    cdef double cost_average  # GIL-free mode: per-capture CPU cost, smoothed from 0 (ns)
+    cdef long long scan_ns  # CPU spent holding code objects of stacks and modules in this batch
     cdef unsigned long long tick
     cdef bint ignore_profiler
     cdef bint stop_requested
@@ -313,6 +378,9 @@ cdef class StackSampler:
     cdef dict held_codes  # code objects seen on stacks or in their modules, by address: held, so alive (bounded)
     cdef set scanned_namespaces  # ids of module namespaces whose functions are in held_codes
     cdef dict raw_stacks  # captured frames (as bytes, with the depth) -> the stack tuple made of them
+    cdef list held_unpublished  # held code objects the capturing thread is not told of yet
+    cdef dict copied_codes  # code text copied by the capturing thread, by its key: for codes not held
+    cdef public long long named_from_copies  # frames named from text copied at capture time
     cdef public long long unknown_frames  # frames whose code could not be proven alive
     cdef public long long torn_stacks  # thread captures given up: the stack changed under every read
     cdef public int capture_batch  # captures turned into samples per GIL acquisition
@@ -365,8 +433,12 @@ cdef class StackSampler:
         pthread_cond_init(&self.stop_cond, &attr)
         prof_cap_reset(self.cap)
         self.threads = {}
+        self.cost_average = 0
         self.codes = {}
         self.held_codes = {}
+        self.held_unpublished = []
+        self.copied_codes = {}
+        self.named_from_copies = 0
         self.scanned_namespaces = set()
         self.raw_stacks = {}
         self.tick = 0
@@ -400,6 +472,11 @@ cdef class StackSampler:
     def torn_reads(self):
         """Stack reads done again because a frame changed while it was read (without the GIL)."""
         return self.cap.torn_reads
+
+    @property
+    def republished(self):
+        """Thread lists published early because a capture found the interpreter's list changed."""
+        return self.cap.republished
 
     @property
     def ticks(self):
@@ -488,6 +565,7 @@ cdef class StackSampler:
                 # CPU, not elapsed time: the GIL may go to a busy thread in the middle of this.
                 began = _clock_ns(CLOCK_THREAD_CPUTIME_ID)
                 taken = n
+                self.scan_ns = 0
                 self.stacks_looked_at = False
                 try:
                     for i in range(n):
@@ -498,9 +576,16 @@ cdef class StackSampler:
                     for i in range(n):
                         prof_cap_free(got[i])
                     n = 0
-                cost = (_clock_ns(CLOCK_THREAD_CPUTIME_ID) - began) // taken + self.cap.cost_ns
+                # The interval follows the cost of a capture, without the one-off work of holding the
+                # code objects of new modules (bounded by max_codes), smoothed, and grows at most 2x a
+                # batch: a fresh process's first batches cost 10-100x the later ones, and following
+                # them would leave a short-lived worker with a few samples 0.4 s apart.
+                cost = (_clock_ns(CLOCK_THREAD_CPUTIME_ID) - began - self.scan_ns) // taken + self.cap.cost_ns
                 self.last_cost = max(cost, 1)
-                self.interval = _next_interval(self.last_cost, max_time_usage_pct, min_interval, max_interval)
+                self.cost_average = 0.75 * self.cost_average + 0.25 * self.last_cost
+                self.interval = min(
+                    _next_interval(<long long>self.cost_average, max_time_usage_pct, min_interval, max_interval),
+                    max(2 * self.interval, min_interval))
                 self._publish()
         finally:
             for i in range(n):
@@ -532,11 +617,14 @@ cdef class StackSampler:
         # With the GIL: every thread to capture, then the settings, for the capturing thread.
         cdef int room = 256, n, i, kept = 0
         cdef prof_cap_target* targets = NULL
+        cdef PyInterpreterState* interp = PyInterpreterState_Get()
+        cdef PyThreadState* head = NULL
+        cdef unsigned long head_ident = 0
         while True:
             targets = <prof_cap_target*>malloc(room * sizeof(prof_cap_target))
             if targets == NULL:
                 return
-            n = prof_cap_list_threads(PyInterpreterState_Get(), targets, room)
+            n = prof_cap_list_threads(interp, targets, room, &head, &head_ident)
             if n < room:
                 break
             free(targets)
@@ -547,15 +635,37 @@ cdef class StackSampler:
             if ident in self.ignored or self.ignore_profiler and ident in _profiler_threads:
                 continue
             thread = active.get(ident)
-            if self.ignore_profiler and thread is not None:
+            if thread is not None:
                 name = thread.name
-                if name is not None and name.startswith(PROFILER_THREAD_PREFIX):
+                if self.ignore_profiler and name is not None and name.startswith(PROFILER_THREAD_PREFIX):
                     continue
-            if targets[i].native_id == 0 and thread is not None and thread.native_id is not None:
-                targets[i].native_id = thread.native_id  # 3.10: not in the thread state
+                if targets[i].native_id == 0 and thread.native_id is not None:
+                    targets[i].native_id = thread.native_id  # 3.10: not in the thread state
+                if name is not None:
+                    # Its captures are turned into samples later, maybe after it ended: keep its name.
+                    thread_names.remember(ident, targets[i].native_id, name)
             targets[kept] = targets[i]
             kept += 1
-        prof_cap_publish(self.cap, targets, kept, <int>self.max_frames, <long long>(self.interval * 1e9))
+        prof_cap_publish(self.cap, targets, kept, <int>self.max_frames, <long long>(self.interval * 1e9),
+                         interp, head, head_ident)
+        self._publish_held()
+
+    cdef _publish_held(self):
+        # The code objects held since the last publication, for the capturing thread to leave out
+        # of the descriptions it copies (the sampler names their frames from the objects).
+        cdef list pending = self.held_unpublished
+        cdef Py_ssize_t n = len(pending), i
+        cdef void** addrs
+        if n == 0:
+            return
+        addrs = <void**>malloc(n * sizeof(void*))
+        if addrs == NULL:
+            return
+        for i in range(n):
+            addrs[i] = <void*>pending[i]
+        prof_cap_hold(self.cap, addrs, <int>n)
+        free(addrs)
+        self.held_unpublished = []
 
     cdef _take_capture(self, prof_capture* c):
         # One capture's threads: wall time to the stack captured, CPU time since the previous
@@ -606,7 +716,7 @@ cdef class StackSampler:
                 if name is not None:
                     thread_names.remember(ident, t.native_id, name)
             state.push_labels = self._labels_for(ident, state.labels)
-            stack = self._resolve(t.frames, t.nframes, t.depth)
+            stack = self._resolve(t.frames, t.nframes, t.depth, c)
             wall_t = wall + state.wall_carried
             state.wall_carried = 0
             delta = 0
@@ -662,21 +772,29 @@ cdef class StackSampler:
         if cpu_prev:
             self.push(previous, state.push_labels, {"cpu-time": cpu_prev})
 
-    cdef tuple _resolve(self, prof_st_frame* frames, int n, int depth):
+    cdef tuple _resolve(self, prof_st_frame* frames, int n, int depth, prof_capture* c):
         # Captured (code address, offset) pairs to Frames. An address is used only if it is a code
         # object this sampler holds (alive, so its address cannot have been reused): never a pointer
-        # that may have been freed since the capture.
+        # that may have been freed since the capture. Other frames are named from what the
+        # capturing thread copied of their code objects at the capture.
         cdef list out = []
         cdef int i, kept, lasti
         cdef _CodeInfo info
-        cdef bint unknown = False
+        cdef _CopiedCode copied
+        cdef bint unknown = False, from_copies = False
         if len(self.codes) > self.max_codes or len(self.raw_stacks) > self.max_codes:
             self.codes = {}
             self.raw_stacks = {}  # its stacks stand for code objects no longer held
         if len(self.held_codes) > self.max_codes:  # namespaces fill it up to half of that only
             self.held_codes = {}
+            self.held_unpublished = []
             self.scanned_namespaces = set()
             self.stacks_looked_at = False
+            self.copied_codes = {}
+            prof_cap_forget_codes(self.cap)
+        elif len(self.copied_codes) > self.max_codes:
+            self.copied_codes = {}
+            prof_cap_resend_names(self.cap)
         # A stack seen before costs one lookup. Its code addresses are those of code objects this
         # sampler holds, so the same bytes mean the same code.
         raw = PyBytes_FromStringAndSize(<char*>frames, n * sizeof(prof_st_frame)) + depth.to_bytes(4, "little")
@@ -687,6 +805,19 @@ cdef class StackSampler:
         if depth > self.max_frames:
             kept = min(n, <int>self.max_frames - 1)
         for i in range(kept):
+            if frames[i].name >= 0:
+                # Not held when captured: what was copied then is what ran, even if the address
+                # belongs to another code object by now. The code is held from the next batch on
+                # if it is still on a stack (then the capturing thread no longer copies it).
+                copied = self._copied(c, frames[i].name)
+                if copied is not None:
+                    if not self.stacks_looked_at:
+                        self.stacks_looked_at = True
+                        self._hold_codes_on_stacks()
+                    self.named_from_copies += 1
+                    from_copies = True  # the address may be another code's later: not cached
+                    out.append(copied.frame(frames[i].lasti))
+                    continue
             key = PyLong_FromVoidPtr(frames[i].code)
             info = <_CodeInfo>self.codes.get(key)
             if info is None:
@@ -714,9 +845,36 @@ cdef class StackSampler:
         if depth > kept and depth > self.max_frames:
             out.append(omitted_frames_marker(depth - kept))
         stack = tuple(out)
-        if not unknown:
+        if not unknown and not from_copies:
             self.raw_stacks[raw] = stack
         return stack
+
+    cdef _CopiedCode _copied(self, prof_capture* c, int index):
+        # The code described by the capture's record `index` (text from this capture or an earlier
+        # one), or None.
+        cdef prof_cn_record* r
+        if index < 0 or c == NULL or index >= c.nnames:
+            return None
+        r = &c.names[index]
+        key = (PyLong_FromVoidPtr(<void*>r.key.code), PyLong_FromVoidPtr(<void*>r.key.name),
+               PyLong_FromVoidPtr(<void*>r.key.file), PyLong_FromVoidPtr(<void*>r.key.lines), r.key.firstlineno,
+               r.key.name_len, r.key.name_hash, r.key.file_len, r.key.file_hash)
+        copied = self.copied_codes.get(key)
+        if copied is not None:
+            return <_CopiedCode>copied
+        if not r.has_text:
+            prof_cap_resend_names(self.cap)  # its text was forgotten here: sent again from now on
+            return None
+        cdef _CopiedCode made = _CopiedCode()
+        name = _decoded(r.name_text, r.name_len, r.name_kind)
+        made.filename = _decoded(r.file_text, r.file_len, r.file_kind)
+        made.name = name
+        made.class_name = _class_from_qualname(name) if _HAS_QUALNAME else ""
+        made.firstlineno = r.key.firstlineno
+        made.lines = PyBytes_FromStringAndSize(<char*>r.lines_text, r.lines_len)
+        made.frames = {}
+        self.copied_codes[key] = made
+        return made
 
     cdef _hold_codes_on_stacks(self):
         # Into held_codes (known from then on, even when no longer on a stack at the moment a later
@@ -725,10 +883,20 @@ cdef class StackSampler:
         # these frames run in: a function that was the leaf of a capture has often returned by the
         # time it is resolved, and its caller's module usually names it.
         cdef dict held = self.held_codes
+        cdef long long began = _clock_ns(CLOCK_THREAD_CPUTIME_ID)
+        try:
+            self._hold_codes_of_frames(held)
+        finally:
+            self.scan_ns += _clock_ns(CLOCK_THREAD_CPUTIME_ID) - began
+
+    cdef _hold_codes_of_frames(self, dict held):
         for frame in _current_frames().values():
             while frame is not None:
                 code = frame.f_code
-                held[id(code)] = code
+                key = id(code)
+                if key not in held:
+                    held[key] = code
+                    self.held_unpublished.append(code)
                 namespace = frame.f_globals
                 if type(namespace) is dict and id(namespace) not in self.scanned_namespaces:
                     self.scanned_namespaces.add(id(namespace))
@@ -766,7 +934,10 @@ cdef class StackSampler:
 
     cdef _hold_code(self, code):
         # A function's code and the code of the functions it defines (constants of it), held.
-        self.held_codes[id(code)] = code
+        key = id(code)
+        if key not in self.held_codes:
+            self.held_codes[key] = code
+            self.held_unpublished.append(code)
         for const in code.co_consts:
             if type(const) is type(code):
                 self._hold_code(const)

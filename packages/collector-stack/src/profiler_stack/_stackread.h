@@ -41,6 +41,7 @@
 typedef struct {
     void *code; /* address of the frame's code object, as read: unverified */
     int lasti;  /* byte offset of the instruction */
+    int name;   /* index of the capture's description of the code (_codenames.h), or -1 */
 } prof_st_frame;
 
 static pid_t prof_st_pid = 0;
@@ -145,6 +146,7 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
         if (n < max) {
             out[n].code = code;
             out[n].lasti = lasti < 0 ? 0 : lasti;
+            out[n].name = -1;
             n++;
         }
         d++;
@@ -162,6 +164,7 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
         if (n < max) {
             out[n].code = (void *)frame.f_code;
             out[n].lasti = frame.f_lasti < 0 ? 0 : frame.f_lasti * (int)sizeof(_Py_CODEUNIT);
+            out[n].name = -1;
             n++;
         }
         d++;

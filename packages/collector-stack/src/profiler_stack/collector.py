@@ -88,7 +88,8 @@ class StackCollector(Collector):
 
     def stats(self) -> "Dict[str, float]":
         """Sampling figures: the interval, samples lost to errors, captures dropped, frames left unnamed,
-        stack reads done again (a frame changed while read) and thread captures given up for that."""
+        stack reads done again (a frame changed while read), thread captures given up for that, and
+        thread lists published early because a new thread appeared."""
         sampler = self.sampler
         return {
             "interval": sampler.interval,
@@ -96,6 +97,7 @@ class StackCollector(Collector):
             "dropped_captures": float(sampler.dropped_captures),
             "unknown_frames": float(sampler.unknown_frames),
             "torn_reads": float(sampler.torn_reads),
+            "thread_list_republished": float(sampler.republished),
             "torn_stacks": float(sampler.torn_stacks),
         }
 
