@@ -811,9 +811,7 @@ cdef class StackSampler:
                 # if it is still on a stack (then the capturing thread no longer copies it).
                 copied = self._copied(c, frames[i].name)
                 if copied is not None:
-                    if not self.stacks_looked_at:
-                        self.stacks_looked_at = True
-                        self._hold_codes_on_stacks()
+                    self._hold_codes_on_stacks_once()
                     self.named_from_copies += 1
                     from_copies = True  # the address may be another code's later: not cached
                     out.append(copied.frame(frames[i].lasti))
@@ -822,9 +820,7 @@ cdef class StackSampler:
             info = <_CodeInfo>self.codes.get(key)
             if info is None:
                 code = self.held_codes.get(key)
-                if code is None and not self.stacks_looked_at:
-                    self.stacks_looked_at = True
-                    self._hold_codes_on_stacks()
+                if code is None and self._hold_codes_on_stacks_once():
                     code = self.held_codes.get(key)
                 if code is None:
                     self.unknown_frames += 1
@@ -875,6 +871,14 @@ cdef class StackSampler:
         made.frames = {}
         self.copied_codes[key] = made
         return made
+
+    cdef bint _hold_codes_on_stacks_once(self):
+        # Holds the code objects on stacks at most once a batch; whether it did so now.
+        if self.stacks_looked_at:
+            return False
+        self.stacks_looked_at = True
+        self._hold_codes_on_stacks()
+        return True
 
     cdef _hold_codes_on_stacks(self):
         # Into held_codes (known from then on, even when no longer on a stack at the moment a later
