@@ -30,7 +30,8 @@ def main() -> None:
     estimated = {}
     for (stack, labels), values in recorder.flush().samples.items():
         key = (dict(labels)["exception type"], stack[0].function if stack else "")
-        estimated[key] = estimated.get(key, 0) + values["exception-samples"]
+        # each sampled exception counts once; the sampling rate scales it up to an estimate
+        estimated[key] = estimated.get(key, 0) + values["exception-samples"] / collector.sampling_rates()["exception-samples"]
     path = "sys.monitoring" if HAS_MONITORING else "trace slot"
     print("| exceptions (%s, interval %g) | true | estimated | error |" % (path, collector.interval))
     print("|---|---|---|---|")

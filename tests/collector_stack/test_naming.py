@@ -8,14 +8,10 @@ made by ``exec`` and dropped at once (their addresses are reused by the next
 ones), lambdas, closures, decorators, properties, class bodies, generators.
 """
 
-import threading
-import time
-
 import pytest
 
-from profiler_core.config import ProfilerConfig
-from profiler_core.recorder import Recorder
-from profiler_stack.collector import StackCollector, can_read_without_gil
+from profiler_stack.collector import can_read_without_gil
+from source_thread import run_under_collector
 
 pytestmark = pytest.mark.skipif(not can_read_without_gil(), reason="stacks are read with the GIL here")
 
@@ -77,34 +73,11 @@ def main(stop):
 '''
 
 
-def thread_stacks(source, seconds):
+def thread_stacks(source, seconds, **config):
     """Run ``source``'s module code, then its ``main`` for ``seconds``, in a thread under a collector
     sampling every 5 ms; the thread's stacks and the sampler."""
-    recorder = Recorder()
-    collector = StackCollector(recorder, ProfilerConfig(), min_interval=0.005)
-    stop = threading.Event()
-    in_main = threading.Event()
-
-    def body(stop):
-        namespace = {"__name__": "shaped"}
-        exec(compile(source, "<shaped>", "exec"), namespace)
-        in_main.set()
-        namespace["main"](stop)
-
-    thread = threading.Thread(target=body, args=(stop,), name="shaped")
-    collector.start()
-    try:
-        thread.start()
-        assert in_main.wait(30)
-        time.sleep(seconds)
-        stop.set()
-        thread.join()
-        collector.snapshot()
-    finally:
-        collector.stop()
-    samples = recorder.flush().samples
-    stacks = [stack for (stack, labels) in samples if dict(labels).get("thread name") == "shaped"]
-    return stacks, collector.sampler
+    samples, sampler = run_under_collector(source, seconds, "shaped", **config)
+    return [stack for (stack, labels) in samples], sampler
 
 
 @pytest.mark.parametrize(
@@ -148,3 +121,61 @@ def main(stop):
                 assert frame.lineno in (n + 1, n + 2), (frame.function, frame.lineno)
                 seen += 1
     assert seen > 0
+
+
+# Recursion to depth 5000, then work at the bottom until told to stop.
+DEEP = """
+import sys
+def recurse(n, stop):
+    if n == 0:
+        while not stop.is_set():
+            sum(range(2000))
+        return
+    recurse(n - 1, stop)
+def main(stop):
+    recurse(5000, stop)
+"""
+
+
+# The lines of DEEP's loop at the bottom: a sample taken while the recursion is still going down
+# is deep too, but not yet 5000 frames deep.
+BOTTOM_LINES = {number for number, line in enumerate(DEEP.splitlines(), 1)
+                if "stop.is_set()" in line or "sum(range" in line}
+
+
+def at_the_bottom(stack):
+    """Whether ``stack`` was taken in the loop at the bottom of DEEP's recursion."""
+    return stack[0].function == "recurse" and stack[0].lineno in BOTTOM_LINES
+
+
+@pytest.fixture
+def deep_recursion_allowed():
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20000)
+    yield
+    sys.setrecursionlimit(limit)
+
+
+def test_deep_recursion_kept_whole_is_named_to_the_root(deep_recursion_allowed):
+    """Depth 5000 with room for 6000 frames: every frame kept and named (46% of CPU was <unknown>)."""
+    stacks, _sampler = thread_stacks(DEEP, 1.0, max_frames=6000)
+    deep = [stack for stack in stacks if at_the_bottom(stack)]
+    assert deep
+    for stack in deep:
+        assert not any(frame.function == "<unknown>" for frame in stack)
+        assert sum(frame.function == "recurse" for frame in stack) == 5001
+        assert [frame.function.rsplit(".", 1)[-1] for frame in stack[5001:5003]] == ["main", "body"]
+        assert stack[-1].function.endswith("_bootstrap")  # down to the thread's root frame
+
+
+def test_deep_recursion_cut_counts_the_frames_it_leaves_out(deep_recursion_allowed):
+    """Depth 5000 with room for 64 frames: 63 innermost frames, then one marker with the exact count."""
+    stacks, _sampler = thread_stacks(DEEP, 0.5, max_frames=64)
+    deep = [stack for stack in stacks if at_the_bottom(stack)]
+    assert deep
+    for stack in deep:
+        assert all(frame.function == "recurse" for frame in stack[:63])
+        # 5001 recurse frames and main, body, Thread.run, _bootstrap_inner, _bootstrap under them
+        assert stack[-1].function == "<%d frames omitted>" % (5001 + 5 - 63), stack[-1]

@@ -325,7 +325,10 @@ def test_threads_and_code_objects_coming_and_going_while_captured():
         collector.stop()
     assert collector.sampler.reading_without_gil and collector.sampler.errors == 0
     stats = collector.stats()
-    assert stats["errors"] == 0 and stats["dropped_captures"] == 0 and stats["interval"] >= 0.001
+    assert stats["errors"] == 0 and stats["interval"] >= 0.001
+    # A capture is dropped (and counted) only when the sampler could not take the GIL for the
+    # queue's length of captures: on a loaded machine that happens, rarely.
+    assert stats["dropped_captures"] <= 0.05 * collector.sampler.ticks, (stats, collector.sampler.ticks)
     churn = [stack for (stack, labels) in samples if dict(labels).get("thread name") == "churn"]
     assert churn, "the short-lived threads were sampled"
     for stack in churn:
@@ -424,3 +427,37 @@ def test_line_numbers_read_without_the_gil_are_the_interpreters():
     wait = stacks[-1][0]
     assert wait.filename == threading.__file__ and wait.function.endswith("wait")
     assert wait.lineno in {line for _, _, line in threading.Condition.wait.__code__.co_lines() if line}
+
+
+@pytest.mark.skipif(not can_read_without_gil(), reason="stacks are read with the GIL here")
+def test_threads_started_while_sampling_have_one_native_id_each():
+    """A thread is published to the capturing thread as soon as its thread state exists; on 3.10
+    its native id then comes from threading, which may not list it yet. Every sample of a thread
+    carries its own native id, never 0 for some and the real one for others (CI on 3.10)."""
+    recorder = Recorder()
+    collector = StackCollector(recorder, ProfilerConfig(), min_interval=0.001)
+    natives = {}
+
+    def burn():
+        natives[threading.current_thread().name] = threading.get_native_id()
+        end = time.thread_time() + 0.03
+        while time.thread_time() < end:
+            pass
+
+    collector.start()
+    try:
+        for i in range(20):
+            t = threading.Thread(target=burn, name="fresh-%d" % i)
+            t.start()
+            t.join()
+        collector.snapshot()
+    finally:
+        collector.stop()
+    seen = {}
+    for (_stack, labels), _values in recorder.flush().samples.items():
+        d = dict(labels)
+        if d["thread name"].startswith("fresh-"):
+            seen.setdefault(d["thread name"], set()).add(d["thread native id"])
+    assert len(seen) >= 10, seen
+    for name, ids in seen.items():
+        assert ids == {natives[name]}, (name, ids, natives[name], seen, natives)

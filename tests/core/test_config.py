@@ -88,9 +88,15 @@ def test_parse_bool():
         parse_bool("2")
 
 
-def test_parse_tags_skips_malformed_entries(caplog):
-    assert parse_tags("a:1, b:2 c:with:colon bare") == {"a": "1", "b": "2", "c": "with:colon"}
-    assert "bare" in caplog.text
+def test_parse_tags_as_ddtrace_and_the_agent(caplog):
+    """Commas separate when there is one (a value keeps its spaces: ddtrace sends ``team:a b``),
+    else whitespace; a bare key has an empty value; an empty key is dropped with a warning."""
+    assert parse_tags("a:1, b:2 c:with:colon, bare") == {"a": "1", "b": "2 c:with:colon", "bare": ""}
+    assert parse_tags("a:1 b:2  c:with:colon bare") == {"a": "1", "b": "2", "c": "with:colon", "bare": ""}
+    assert parse_tags("team:a b,foo:bar") == {"team": "a b", "foo": "bar"}
+    assert not caplog.text
+    assert parse_tags("a:1,:orphan") == {"a": "1"}
+    assert "orphan" in caplog.text
 
 
 def test_unknown_override_is_a_type_error():
@@ -205,7 +211,7 @@ def test_arguments_are_checked_as_the_variables_are(caplog):
 
 def test_malformed_tags_name_their_variable(caplog):
     with caplog.at_level(logging.WARNING, logger="profiler_core.config"):
-        load_config({"DD_TAGS": "a:1 bare", "DD_PROFILING_TAGS": "lonely"})
+        load_config({"DD_TAGS": "a:1 :bare", "DD_PROFILING_TAGS": ":lonely"})
     assert _warnings_naming(caplog, "DD_TAGS") and _warnings_naming(caplog, "DD_PROFILING_TAGS")
 
 
@@ -228,3 +234,21 @@ def test_heap_sample_size_defaults_as_ddtrace_from_ram_and_swap(tmp_path):
     assert load_config({}).heap_sample_size == default_heap_sample_size()
     assert load_config({"DD_PROFILING_HEAP_SAMPLE_SIZE": "4096"}).heap_sample_size == 4096
     assert load_config({}, heap_sample_size=2048).heap_sample_size == 2048
+
+
+def test_ddtrace_only_variables_are_accepted_with_one_line_each(caplog):
+    """Every DD_PROFILING_* variable ddtrace 4.16 reads that does not apply here is accepted, with
+    one warning line naming it and saying why (issue #23); each has a row in the README."""
+    from profiler_core.config import DDTRACE_ONLY
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    environ = {name: "true" for name in DDTRACE_ONLY}
+    with caplog.at_level(logging.WARNING, logger="profiler_core.config"):
+        config = load_config(environ)
+    assert config == load_config({})
+    lines = [r.getMessage() for r in caplog.records]
+    for name in DDTRACE_ONLY:
+        assert sum(name + "=" in line for line in lines) == 1, name
+        assert "`%s`" % name in readme, name
+    assert all("\n" not in line and "does not apply here" in line for line in lines)

@@ -21,7 +21,7 @@ ATTRIBUTES["DD_PROFILING_API_TIMEOUT_MS"] = "api_timeout"
 # variable -> (attribute, kind, low, high), as the README documents them
 NUMBERS = {
     "DD_PROFILING_UPLOAD_INTERVAL": ("upload_interval", float, 0.1, 86400),
-    "DD_PROFILING_MAX_FRAMES": ("max_frames", int, 1, 1024),
+    "DD_PROFILING_MAX_FRAMES": ("max_frames", int, 1, 16384),
     "DD_PROFILING_HEAP_SAMPLE_SIZE": ("heap_sample_size", int, 0, 2**30),
     "DD_PROFILING_EXCEPTION_SAMPLING_INTERVAL": ("exception_sampling_interval", float, 1, 1e9),
     "DD_PROFILING_CAPTURE_PCT": ("capture_pct", float, 0, 100),
@@ -39,6 +39,7 @@ BOOLEANS = {
     "DD_PROFILING_HEAP_ENABLED": "heap_enabled",
     "DD_PROFILING_EXCEPTION_ENABLED": "exception_enabled",
     "DD_PROFILING_EXCEPTION_COLLECT_MESSAGE": "exception_collect_message",
+    "DD_PROFILING_ENDPOINT_COLLECTION_ENABLED": "endpoint_collection_enabled",
     "DD_PROFILING_IGNORE_PROFILER": "ignore_profiler",
     "DD_PROFILING_AGENTLESS": "agentless",
 }
@@ -122,7 +123,8 @@ def accepted(variable, raw, config):
     if variable == "DD_PROFILING_OUTPUT_PPROF":
         return config.output_pprof in (raw, None if not raw.strip() else raw)
     if variable in ("DD_TAGS", "DD_PROFILING_TAGS"):
-        return all(":" in item and not item.startswith(":") for item in raw.replace(",", " ").split())
+        items = raw.split(",") if "," in raw else raw.split()
+        return all(not item.strip().startswith(":") for item in items if item.strip())
     raise AssertionError("no oracle for %s: document and test it" % variable)
 
 

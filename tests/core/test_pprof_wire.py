@@ -59,6 +59,8 @@ def reference_encoding(snapshot, sample_types=(), period=None, comments=()):
             sample.label.add(key=s(CLASS_NAME), str=s(stack[0].class_name))
     p.time_nanos = snapshot.start_ns
     p.duration_nanos = snapshot.duration_ns
+    if period is None and default_sample_type(types) is not None:
+        period = (default_sample_type(types), 1)
     if period is not None:
         p.period_type.type = s(period[0])
         p.period_type.unit = s(SAMPLE_TYPES.get(period[0], "count"))

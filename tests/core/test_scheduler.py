@@ -194,3 +194,26 @@ def test_a_plugin_failing_every_period_is_logged_once_and_counted(caplog):
     assert caplog.text.count("list failed to export") == 1
     assert scheduler.failures == {"broken": 5, "list": 5}
     assert scheduler.stats()["profiles"] == 5
+
+
+def test_collectors_sampling_rates_are_recorded_in_the_profile():
+    """A collector whose samples count sampled events has its rate written as a pprof comment."""
+    from profiler_core.sampling import rates_from_comments
+
+    config = ProfilerConfig()
+    r = Recorder()
+    exp = ListExporter(config)
+
+    class Sampled(HeapLikeCollector):
+        sample_types = ("lock-acquire",)
+
+        def snapshot(self):
+            pass
+
+        def sampling_rates(self):
+            return {"lock-acquire": 0.01}
+
+    r.push(LEAF, (), {"lock-acquire": 2})
+    Scheduler(r, [Sampled(r, config)], [exp], config).flush()
+    p = profile_pb2.Profile.FromString(exp.profiles[0].pprof)
+    assert rates_from_comments(p.string_table[c] for c in p.comment) == {"lock-acquire": 0.01}

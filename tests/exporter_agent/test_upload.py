@@ -51,16 +51,23 @@ def test_upload_is_wire_compatible(agent):
     assert (filename, content_type) == ("event.json", "application/json")
     event = up.event
     assert event["version"] == "4" and event["family"] == "python"
-    assert event["attachments"] == ["auto.pprof"]
-    assert event["start"] == "2025-11-24T16:00:00Z" and event["end"] == "2025-11-24T16:01:00Z"
-    assert event["endpoint_counts"] == {}
+    assert event["attachments"] == ["profile.pprof"]
+    assert event["start"] == "2025-11-24T16:00:00.000000000Z" and event["end"] == "2025-11-24T16:01:00.000000000Z"
+    assert event["endpoint_counts"] is None
+    assert "entrypoint.type:" in event["process_tags"]
+    settings = event["info"]["profiler"]["settings"]
+    assert settings["max_frames"] == 64 and settings["api_timeout_ms"] == 2000 and "api_key" not in str(settings)
     tags = up.tags
-    for key in ("service", "env", "version", "host", "language", "runtime", "runtime_version", "runtime-id", "profiler_version", "process_id"):
+    for key in ("service", "env", "version", "language", "runtime", "runtime_version", "runtime-id", "profiler_version",
+                "process_id", "profiler_config", "runtime_platform"):
         assert tags.get(key), key
+    assert "host" not in tags  # the agent adds it
+    assert tags["profiler_config"].endswith("_CAP1.0_MAXF64")
+    assert len(tags["runtime-id"]) == 32 and int(tags["runtime-id"], 16) >= 0
     assert tags["service"] == "svc" and tags["env"] == "prod" and tags["version"] == "1.2" and tags["team"] == "core"
     assert tags["language"] == "python" and tags["runtime"] == "CPython" and tags["process_id"] == str(os.getpid())
     assert tags["runtime_version"] == "%d.%d.%d" % sys.version_info[:3]
-    assert up.parts["auto.pprof"][0] == "auto.pprof"
+    assert up.parts["profile.pprof"][0] == "profile.pprof"
     profile = up.pprof()
     assert [profile.string_table[t.type] for t in profile.sample_type] == ["cpu-time"]
     assert profile.sample[0].value[0] == 1234
@@ -73,7 +80,7 @@ def test_zstd_when_asked_and_installed(agent):
     exp.export(make_profile())
     assert agent.wait_for(lambda a: len(a.uploads) == 1)
     exp.stop(2)
-    assert agent.uploads[0].parts["auto.pprof"][2][:4] == b"\x28\xb5\x2f\xfd"
+    assert agent.uploads[0].parts["profile.pprof"][2][:4] == b"\x28\xb5\x2f\xfd"
     assert agent.uploads[0].pprof().sample[0].value[0] == 1234
 
 
@@ -251,6 +258,22 @@ def test_container_id_from_cgroup():
     ecs = "9:perf_event:/ecs/task/" + "c" * 32 + "-1234567890\n"
     assert container_id(ecs) == "c" * 32 + "-1234567890"
     assert container_id("0::/user.slice/user-1000.slice/session-2.scope\n") is None
+    uuid = "0::/kubepods.slice/kubepods-pod1234.slice/crio-" + "d" * 8 + "-" + "e" * 4 + "-" + "f" * 4 + "-" + "0" * 4 + "-" + "1" * 12 + ".scope\n"
+    assert container_id(uuid) == "d" * 8 + "-" + "e" * 4 + "-" + "f" * 4 + "-" + "0" * 4 + "-" + "1" * 12  # full UUIDs were missed
+
+
+def test_container_headers_as_ddtrace_sends_them():
+    """Container id and entity id (ci-<id>), else the cgroup node's inode (in-<inode>: cgroup v2 with
+    a private namespace shows no id), and DD_EXTERNAL_ENV."""
+    from profiler_agent.container import entity_headers
+
+    docker = "12:memory:/docker/" + "a" * 64 + "\n"
+    assert entity_headers(docker, {}) == {"Datadog-Container-ID": "a" * 64, "Datadog-Entity-ID": "ci-" + "a" * 64}
+    private = "0::/\n"
+    inodes = {"/sys/fs/cgroup": 4026531835}
+    assert entity_headers(private, {"DD_EXTERNAL_ENV": "it-false,cn-app,pu-123"}, inode_of=lambda root, path: inodes.get(root)) == {
+        "Datadog-Entity-ID": "in-4026531835", "Datadog-External-Env": "it-false,cn-app,pu-123"}
+    assert entity_headers(None, {}) == {}
 
 
 def test_default_exporter_unless_files_are_asked_for():

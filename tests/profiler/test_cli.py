@@ -147,3 +147,54 @@ def test_diff_shows_what_got_slower_per_second(known, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("cpu-time/s")
     assert "query" in lines[1] and "+200ns" in lines[1] and "+200%" in lines[1]
+
+
+def test_sampled_event_counts_are_shown_as_estimates_and_say_so(tmp_path, capsys):
+    """Lock and exception samples count each sampled event once (as ddtrace's, for Datadog);
+    the profile records the rate, and ``top`` scales them up and says that it does."""
+    from profiler_core.sampling import rates_comment
+
+    recorder = Recorder()
+    recorder.push((QUERY, MAIN), (), {"lock-acquire": 3, "lock-acquire-wait": 5_000, "cpu-time": 7})
+    path = tmp_path / "locks.pprof"
+    comments = [rates_comment({"lock-acquire": 0.01, "lock-acquire-wait": 0.01})]
+    path.write_bytes(gzip.compress(encode_profile(recorder.flush(), comments=comments)))
+    profiles = load([str(path)])
+    assert profiles.estimated == {"lock-acquire": 100.0, "lock-acquire-wait": 100.0}
+    (sample,) = profiles.samples
+    assert sample.values == {"lock-acquire": 300, "lock-acquire-wait": 500_000, "cpu-time": 7}
+    assert main(["top", "--type", "lock-acquire", str(path)]) in (0, None)
+    out = capsys.readouterr().out
+    assert "total 300" in out and "estimated" in out and "1%" in out
+    assert main(["top", "--type", "cpu-time", str(path)]) in (0, None)
+    assert "estimated" not in capsys.readouterr().out
+
+
+def test_one_endpoint_one_request_or_any_label_value(tmp_path, capsys):
+    """--endpoint, --span (a span or the request it is the root of, as Datadog shows 64-bit ids)
+    and --where keep only the matching samples, in every command."""
+    work = Frame("/app/web.py", "work", 1)
+    other = Frame("/app/web.py", "other", 2)
+    big_id = 2**64 - 5  # written as the signed number -5, as ddtrace writes it
+    path = write(tmp_path / "t.pprof", [
+        ((work,), (("span id", 7), ("local root span id", 3), ("trace endpoint", "GET /a")), {"cpu-time": 400}),
+        ((other,), (("span id", big_id - 2**64), ("local root span id", big_id - 2**64), ("trace endpoint", "GET /b")),
+         {"cpu-time": 200}),
+        ((other,), (("thread name", "bg"),), {"cpu-time": 100}),
+    ])
+
+    def top_of(*options):
+        assert main(["top", path, "--type", "cpu-time", *options]) == 0
+        return capsys.readouterr().out
+
+    assert "total 400ns" in top_of("--endpoint", "GET /a")
+    assert "total 400ns" in top_of("--span", "3")  # the request whose local root is span 3
+    assert "total 400ns" in top_of("--span", "7")
+    assert "total 200ns" in top_of("--span", str(big_id))
+    assert "total 100ns" in top_of("--where", "thread name=bg")
+    assert main(["collapsed", path, "--endpoint", "GET /b"]) == 0
+    assert capsys.readouterr().out == "other (/app/web.py) 200\n"
+    assert main(["top", path, "--endpoint", "GET /none"]) == 1
+    assert "no samples match --endpoint 'GET /none'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["top", path, "--where", "novalue"])

@@ -246,3 +246,36 @@ def test_chromium_renders_a_6000_frame_stack(tmp_path):
     status = rendered_status(out, "search=f0", budget_ms=60000, extra=interpreted)
     assert status.get("ready") == "1" and status.get("matches") == "1" and status.get("total") == "7", status
     assert "&lt;4977 frames omitted&gt;" in status["names"]  # as the DOM dump writes it
+
+
+@pytest.fixture
+def two_endpoints(tmp_path):
+    """Requests to two endpoints (trace correlation's labels) and work outside any request."""
+    get_a = (("span id", 1), ("local root span id", 1), ("trace type", "web"), ("trace endpoint", "GET /a"))
+    get_b = (("span id", 2), ("local root span id", 2), ("trace type", "web"), ("trace endpoint", "GET /b"))
+    return write_profile(tmp_path / "e.pprof", [
+        ((QUERY, HANDLE, MAIN), get_a, {"cpu-time": 600_000_000}),
+        ((RENDER, HANDLE, MAIN), get_b, {"cpu-time": 300_000_000}),
+        ((MAIN,), (), {"cpu-time": 100_000_000}),
+    ])
+
+
+def test_the_page_holds_each_endpoints_samples_alone(two_endpoints, tmp_path):
+    out = tmp_path / "fg.html"
+    assert main(["flamegraph", two_endpoints, "-o", str(out)]) == 0
+    data = json.loads(re.search(r"const PROFILE = (\{.*?\});</script>", out.read_text()).group(1))
+    assert list(data["endpoints"]) == ["GET /a", "GET /b"]  # heaviest first
+    a = inflate(data["endpoints"]["GET /a"]["cpu-time"], data["strings"])
+    assert a["value"] == 600_000_000 and set(children(children(children(a)["main"])["handle"])) == {"query"}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by .ci/run)")
+def test_chromium_draws_one_endpoint_alone(two_endpoints, tmp_path):
+    out = tmp_path / "fg.html"
+    assert main(["flamegraph", two_endpoints, "-o", str(out)]) == 0
+    status = rendered_status(out, "")
+    assert status["endpoint"] == "" and status["total"] == str(1_000_000_000)
+    assert {"query", "render"} <= status["names"]
+    status = rendered_status(out, "endpoint=GET%20/b")
+    assert status["endpoint"] == "GET /b" and status["total"] == str(300_000_000)
+    assert "render" in status["names"] and "query" not in status["names"]

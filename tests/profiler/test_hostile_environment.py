@@ -40,7 +40,7 @@ ISSUE_VALUES = {
     "DD_SITE": "evil.example@datadoghq.com",
     "DD_PROFILING_MAX_FRAMES": "-5",
     "DD_PROFILING_API_TIMEOUT_MS": "nan",
-    "DD_TAGS": "ok:1 bare",
+    "DD_TAGS": "ok:1 :bare",
 }
 
 HOSTILE_PIECES = ["inf", "nan", "-1", "1e400", "0", "/", "@", ":", " ", "http://", "unix://", "\u00e9", "%s", "x" * 50, "99999999999999999999"]

@@ -47,18 +47,23 @@ def clean_env(extra=None):
     return env
 
 
+def stat_fields(pid: "int | str"):
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, ...), or None when gone."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def descendants(root: int):
     """Pids of ``root``'s live descendants, from /proc."""
     children = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
+        fields = stat_fields(entry)
+        if fields is not None and fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [root]
     while todo:
@@ -69,11 +74,18 @@ def descendants(root: int):
 
 
 def alive(pid: int) -> bool:
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def cpu_seconds(pids) -> float:
+    """User and system CPU time the processes ``pids`` have used so far (those still there)."""
+    ticks = 0
+    for pid in pids:
+        fields = stat_fields(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def get(port: int, path: str = "/") -> "tuple[int, str]":

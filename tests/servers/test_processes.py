@@ -128,6 +128,37 @@ def test_a_process_killed_by_sigterm_writes_its_last_profile(tmp_path, threads):
     assert function_time(profiles.get(proc.pid, []), "busy_until_killed") > 0, (sorted(profiles), stderr[-2000:])
 
 
+EXITING_SCRIPT = r"""
+import atexit, os, signal, sys, time
+
+def square_slowly():
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:
+        pass
+
+def signalled_while_exiting():
+    os.kill(os.getpid(), signal.SIGTERM)  # as Pool.terminate() does to a worker on its way out
+    time.sleep(0.2)
+
+square_slowly()
+atexit.register(signalled_while_exiting)  # runs before the profiler's exit flush (last in, first out)
+"""
+
+
+def test_a_sigterm_while_the_interpreter_exits_keeps_the_last_profile(tmp_path):
+    """SIGTERM during the interpreter's exit: from 3.12 no thread can be started then, and the
+    handler's flush thread could not, so the process died with nothing written (a multiprocessing
+    worker Pool.terminate() signalled as it ended: 1 pool in 8 on 3.12). The exit's own flush runs,
+    then the process dies by SIGTERM as it would have."""
+    returncode, stdout, stderr, out = launch(tmp_path, EXITING_SCRIPT)
+    assert returncode == -signal.SIGTERM, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    profiles = profiles_by_pid(out)
+    assert len(profiles) == 1, (sorted(profiles), stderr[-2000:])
+    (paths,) = profiles.values()
+    assert function_time(paths, "square_slowly") > 0
+
+
 MISSED_SIGNAL_SCRIPT = r"""
 import os, signal, sys, threading, time
 

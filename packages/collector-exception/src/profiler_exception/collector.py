@@ -9,7 +9,7 @@ import threading
 from profiler_core import exiting
 from profiler_core._log import get_logger
 from profiler_core.interfaces import Collector
-from profiler_core.threads import PROFILER_THREADS
+from profiler_core.threads import OWN_WORK, PROFILER_THREADS
 
 from profiler_exception import _native
 
@@ -49,9 +49,9 @@ def message_of(exc: BaseException) -> str:
 class ExceptionCollector(Collector):
     """Counts raised exceptions with Poisson sampling (one in ``DD_PROFILING_EXCEPTION_SAMPLING_INTERVAL`` on average).
 
-    Each sampled exception is pushed with weight equal to the mean interval, so
-    ``exception-samples`` estimates the true count, labelled with the exception
-    type, the thread and the raising stack. An exception is counted once, in
+    Each sampled exception counts once in ``exception-samples``, as in ddtrace; the
+    sampling rate is recorded in the profile (:meth:`sampling_rates`), from which the
+    viewers estimate the true count. Samples are labelled with the exception type, the thread and the raising stack. An exception is counted once, in
     the Python frame where it is raised (by a ``raise`` statement, or by C code
     called from that frame), not again in each frame it propagates through;
     exceptions created but never raised, and those C code raises and clears
@@ -85,6 +85,10 @@ class ExceptionCollector(Collector):
         """``DD_PROFILING_EXCEPTION_ENABLED``."""
         return config.exception_enabled
 
+    def sampling_rates(self) -> "Dict[str, float]":
+        """The fraction of raised exceptions sampled: 1 / the mean interval."""
+        return {"exception-samples": 1.0 / self.interval}
+
     def set_interval(self, mean: float) -> None:
         """Sample one exception in ``mean`` on average from now on."""
         self.interval = min(max(1.0, float(mean)), MAX_INTERVAL)
@@ -105,7 +109,9 @@ class ExceptionCollector(Collector):
 
     @staticmethod
     def _profiler_thread_idents() -> "List[int]":
-        return list(PROFILER_THREADS)
+        # Not a program's thread doing the profiler's work for a moment: it is armed like the others
+        # (what it raises meanwhile is left out when sampled).
+        return [ident for ident, name in list(PROFILER_THREADS.items()) if name is not OWN_WORK]
 
     def _start_monitoring(self) -> None:
         mon = sys.monitoring
@@ -146,6 +152,10 @@ class ExceptionCollector(Collector):
             self._start_new_thread = None
         _native.disarm()
         self._record.drain()
+
+    def after_fork_in_child(self) -> None:
+        """Drop the counts and thread labels inherited from the parent: its profile reports them."""
+        self._record.discard()
 
     def snapshot(self) -> None:
         """Push the counts gathered since the last flush into the recorder (and arm threads started meanwhile)."""

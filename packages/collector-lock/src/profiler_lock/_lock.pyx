@@ -16,12 +16,16 @@ from cpython.ref cimport PyObject
 
 import sys as _sys
 import threading as _threading
+import types as _types
 
 from profiler_core import thread_names
+from profiler_core import trace_context as _trace_context_module
+from profiler_core.threads import PROFILER_THREADS
 from profiler_core.events import (
     LOCK_NAME,
     THREAD_ID,
     THREAD_NAME,
+    task_labels,
     thread_labels,
     THREAD_NATIVE_ID,
     Frame,
@@ -221,35 +225,67 @@ cdef str _describe(object code, int lasti, object lock):
     return where if name is None else "%s:%s" % (where, name)
 
 
+cdef bint _holds(object value, object lock, int depth):
+    # Whether `value` is `lock`, or an object whose attributes hold it within `depth` steps: a
+    # Condition holds its lock (`_lock`), a Semaphore its Condition, a queue its mutex. Only plain
+    # instance dictionaries are read (no properties run, no modules or classes searched).
+    if value is lock:
+        return True
+    if depth <= 0 or issubclass(type(value), (type, _ModuleType)):
+        return False
+    try:
+        # the generic lookup: no __getattr__ or __getattribute__ of the program's runs here
+        attrs = _generic_getattribute(value, "__dict__")
+    except Exception:
+        return False
+    if type(attrs) is not dict:
+        return False
+    for inner in (<dict>attrs).values():
+        if _holds(inner, lock, depth - 1):
+            return True
+    return False
+
+
+cdef object _name_in(object namespace, object lock, int depth):
+    # `namespace`: a dict, or 3.13's frame-locals proxy (PEP 667), which is no dict
+    for key, value in list(namespace.items()):
+        if _holds(value, lock, depth):
+            return key
+    return None
+
+
 cdef object _bound_name(object lock):
-    # The first frames that are not threading's own: the code using the lock.
+    # The variable near the use that holds the lock, or the Condition, Semaphore or queue made
+    # around it (ddtrace's ``locks.py:17:cond``): the first frames that are not threading's own.
     try:
         frame = _sys._getframe(0)
     except ValueError:
         return None
-    looked = 0
-    while frame is not None and looked < 3:
+    frames = []
+    while frame is not None and len(frames) < 3:
         if frame.f_code.co_filename not in _skip_files:
-            looked += 1
+            frames.append(frame)
+        frame = frame.f_back
+    for depth in (0, 2):  # the lock itself first, in any of the frames; then what holds it
+        for frame in frames:
             local_vars = frame.f_locals
-            for key, value in local_vars.items():
-                if value is lock:
-                    return key
+            found = _name_in(local_vars, lock, depth)
+            if found is not None:
+                return found
             owner = local_vars.get("self")
             attrs = getattr(owner, "__dict__", None) if owner is not None else None
             if type(attrs) is dict:
-                for key, value in (<dict>attrs).items():
-                    if value is lock:
-                        return key
-            for key, value in frame.f_globals.items():
-                if value is lock:
-                    return key
-        frame = frame.f_back
+                found = _name_in(<dict>attrs, lock, depth)
+                if found is not None:
+                    return found
+            found = _name_in(frame.f_globals, lock, depth)
+            if found is not None:
+                return found
     return None
 
 
 cdef class _Entry:
-    """Sums for one (stack, labels) between two drains, already weighted."""
+    """Sums for one (stack, labels) between two drains: each sampled event once."""
 
     cdef tuple stack
     cdef tuple labels
@@ -262,10 +298,55 @@ cdef class _Entry:
 # Distinct (stack, thread, lock) sums kept between two drains; beyond, events go to the recorder directly.
 MAX_ENTRIES = 4096
 cdef unsigned long long _MIX = 0x100000001B3ULL
+cdef dict _modules = _sys.modules
+cdef object _ModuleType = _types.ModuleType
+cdef object _generic_getattribute = object.__getattribute__
+cdef dict _profiler_threads = PROFILER_THREADS  # the profiler's own threads: their locks are not the program's
+# 3.14 keeps the running task in the thread state, not in asyncio.tasks._current_tasks.
+cdef bint _CURRENT_TASK_IN_THREAD = _sys.version_info >= (3, 14)
+
+
+cdef object _trace_context = _trace_context_module
+cdef dict _thread_span_links = _trace_context_module._thread_links
+cdef dict _task_span_links = _trace_context_module._task_links
+
+
+cdef tuple _span_now(object task):
+    # The trace span labels of a sample taken now in this thread (running `task`, if any), read
+    # from trace_context's links with dict and list lookups only: no bytecode runs.
+    cdef object history = None
+    if not _trace_context.active:
+        return ()
+    if task is not None:
+        history = _task_span_links.get(id(task))
+    if not history:
+        history = _thread_span_links.get(PyThread_get_thread_ident())
+    if not history:
+        return ()
+    cdef list links = <list>history
+    labels = (<tuple>links[len(links) - 1])[1]  # the latest (this module does not wrap negative indexes)
+    return <tuple>labels if labels is not None else ()
+
+
+cdef object _running_task():
+    # The asyncio task running in this thread, if any; only C functions and dict lookups (no
+    # bytecode runs, so the GIL stays here), and asyncio is never imported from here.
+    events = _modules.get("asyncio.events")
+    tasks = _modules.get("asyncio.tasks")
+    if events is None or tasks is None:
+        return None
+    loop = events._get_running_loop()
+    if loop is None:
+        return None
+    if _CURRENT_TASK_IN_THREAD:
+        return tasks.current_task(loop)
+    current = getattr(tasks, "_current_tasks", None)
+    return current.get(loop) if current else None
 
 
 cdef class Sampler:
-    """Records sampled lock events, each weighted by the mean gap between samples.
+    """Records sampled lock events, each counted once, as ddtrace does (the collector records the
+    rate, 1 / ``interval``, in the profile, for estimates).
 
     Events are summed here, keyed by a hash of the code objects and offsets of the
     stack, the thread and the lock name, so a repeated event costs a stack walk
@@ -293,7 +374,7 @@ cdef class Sampler:
         self.rng = seed | 1
         self.errors = 0
         self.interval = interval if interval > 1 else 1.0
-        self.weight = <long long>(self.interval + 0.5)
+        self.weight = 1  # a sampled event counts once; see sampling_rates()
         self.log_scale = 1.0 / log(1.0 - 1.0 / self.interval) if self.interval > 1 else 0.0
 
     cpdef Py_ssize_t next_gap(self):
@@ -318,16 +399,25 @@ cdef class Sampler:
         """
         cdef _Entry entry
         try:
+            if PyThread_get_thread_ident() in _profiler_threads:
+                return
             if duration_ns < 0:
                 duration_ns = 0
+            task = _running_task()
+            span = _span_now(task)
             key = self._stack_hash(skip) ^ (<unsigned long long>hash(lock_name) * _MIX) ^ (
                 <unsigned long long>PyThread_get_thread_ident() * _MIX * _MIX
-            )
+            ) ^ (<unsigned long long>id(task) * _MIX * _MIX * _MIX) ^ (
+                (<unsigned long long><long long>(<tuple>span[0])[1] if span else 0) * _MIX * _MIX * _MIX * _MIX)
             found = self.entries.get(key)
             if found is None:
                 entry = _Entry.__new__(_Entry)
                 entry.stack = self._stack(skip)
                 entry.labels = self._thread_labels() + ((LOCK_NAME, lock_name),)
+                if task is not None:
+                    entry.labels = entry.labels + task_labels(task)
+                if span:
+                    entry.labels = entry.labels + span
                 # Building the entry ran Python code: another thread may have added the key meanwhile.
                 found = self.entries.get(key)
                 if found is None:
@@ -356,6 +446,11 @@ cdef class Sampler:
             values = {"lock-release": self.weight, "lock-release-hold": duration_ns * self.weight}
         self.push(entry.stack, entry.labels, values)
 
+    def discard(self):
+        """Forget what was gathered and the threads' labels: in a forked child they are the parent's."""
+        self.entries = {}
+        self.threads = {}
+
     def drain(self):
         """Push the sums gathered since the last drain into the recorder; the number of entries pushed."""
         cdef _Entry entry
@@ -380,7 +475,9 @@ cdef class Sampler:
         if cached is None or (<tuple>cached)[0] != name:
             if len(self.threads) > 10000:
                 self.threads = {}
-            native = thread.native_id if thread is not None and thread.native_id else PyThread_get_thread_native_id()
+            # The kernel's id, not Thread.native_id: that one still names the parent's thread
+            # in a child forked from it (CPython 3.10/3.11).
+            native = PyThread_get_thread_native_id()
             if name is None:  # not a threading.Thread (or not yet): the name it was last seen with, if any
                 label_name = thread_names.name_of(ident, native)
             else:

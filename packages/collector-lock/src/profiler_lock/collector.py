@@ -168,11 +168,24 @@ class LockCollector(Collector):
                 LOG.warning("lock profiler: %d samples could not be recorded", sampler.errors)
             sampler.drain()
 
+    def after_fork_in_child(self) -> None:
+        """Drop the sums and thread labels inherited from the parent: its profile reports them."""
+        sampler = self._sampler
+        if sampler is not None:
+            sampler.discard()
+
     def snapshot(self) -> None:
         """Push the sums the sampler gathered since the last flush into the recorder."""
         sampler = self._sampler
         if sampler is not None:
             sampler.drain()
+
+    def sampling_rates(self) -> "Dict[str, float]":
+        """Each lock sample is one sampled event, as in ddtrace: the fraction of events sampled."""
+        if self.capture_pct <= 0:
+            return {}
+        rate = 1.0 / interval_for(self.capture_pct)
+        return {name: rate for name in self.sample_types}
 
     def stats(self) -> "Dict[str, float]":
         """Sampling figures: the mean interval, and samples lost to errors."""

@@ -8,6 +8,8 @@ thread labels, weighted by the inverse of each allocation's probability of
 being sampled, so that sums estimate the true counts and bytes.
 """
 
+from cpython.dict cimport PyDict_Next
+from cpython.long cimport PyLong_AsUnsignedLong
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
@@ -20,6 +22,8 @@ from profiler_core import thread_names
 from profiler_core.events import Frame, omitted_frames_marker, thread_labels
 
 cdef extern from "_memhook.h":
+    void prof_mem_set_ignored(const unsigned long* idents, int n)
+    int PROF_MEM_IGNORED_MAX
     ctypedef struct prof_mem_frame:
         PyObject* code
         int lasti
@@ -130,6 +134,20 @@ def stop():
     prof_mem_forget_all()
     _release()
     return bool(removed)
+
+
+def set_ignored_threads(dict idents):
+    """Leave out allocations made by the threads whose idents are the keys of ``idents`` (the
+    profiler's own; at most 64). Allocates nothing: it runs before the hooks know the caller."""
+    cdef unsigned long buf[64]
+    cdef int n = 0
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* key
+    cdef PyObject* value
+    while n < 64 and PyDict_Next(idents, &pos, &key, &value):
+        buf[n] = PyLong_AsUnsignedLong(<object>key)
+        n += 1
+    prof_mem_set_ignored(buf, n)
 
 
 def is_hooked():
@@ -253,7 +271,7 @@ def drain_allocations(Converter converter):
 
 
 def heap_snapshot(Converter converter):
-    """``{(stack, labels): [estimated live bytes, live samples]}`` of the tracked allocations not yet freed."""
+    """``{(stack, labels): [estimated live bytes, estimated live blocks]}`` of the tracked allocations not yet freed."""
     cdef prof_mem_taken* taken
     cdef Py_ssize_t n = prof_mem_take_heap(&taken)
     if n < 0:

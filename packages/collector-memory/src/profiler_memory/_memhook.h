@@ -378,6 +378,27 @@ static void prof_mem_sample(void *ptr, size_t size) {
 /* The allocation of `size` bytes that took the countdown to zero or below; `ptr` its block, NULL
    when it failed. Out of line, so that the hooks' common path saves no register and tail-calls
    the allocator below. */
+/* The profiler's own threads (their idents), whose allocations are not the program's: written with
+   the GIL when one starts or ends, read by the hooks (with or without it) only on a sampled
+   allocation. A stale read at that moment costs one sample, never a fault. */
+#define PROF_MEM_IGNORED_MAX 64
+static volatile unsigned long prof_mem_ignored[PROF_MEM_IGNORED_MAX];
+static volatile int prof_mem_nignored = 0;
+
+static int prof_mem_is_ignored(unsigned long ident) {
+    int n = prof_mem_nignored;
+    for (int i = 0; i < n && i < PROF_MEM_IGNORED_MAX; i++)
+        if (prof_mem_ignored[i] == ident) return 1;
+    return 0;
+}
+
+static void prof_mem_set_ignored(const unsigned long *idents, int n) {
+    if (n > PROF_MEM_IGNORED_MAX) n = PROF_MEM_IGNORED_MAX;
+    prof_mem_nignored = 0;
+    for (int i = 0; i < n; i++) prof_mem_ignored[i] = idents[i];
+    prof_mem_nignored = n;
+}
+
 static PROF_MEM_NOINLINE void prof_mem_countdown_reached(void *ptr, size_t size) {
     if (!prof_mem.enabled) {
         prof_mem.countdown = PROF_MEM_NEVER;
@@ -385,7 +406,8 @@ static PROF_MEM_NOINLINE void prof_mem_countdown_reached(void *ptr, size_t size)
         if (prof_mem.countdown < 0) prof_mem.countdown = 0; /* the next allocation is sampled */
     } else if (prof_mem.busy) {
         /* an allocation of our own sampling: the sample being taken has set the next countdown */
-    } else if (prof_mem.ignored_thread != 0 && prof_mem.ignored_thread == PyThread_get_thread_ident()) {
+    } else if ((prof_mem.ignored_thread != 0 && prof_mem.ignored_thread == PyThread_get_thread_ident())
+               || (prof_mem_nignored > 0 && prof_mem_is_ignored(PyThread_get_thread_ident()))) {
         prof_mem.countdown = prof_mem_next_gap(); /* the profiler's own work: not the program's */
     } else {
         prof_mem_sample(ptr, size);
@@ -500,7 +522,7 @@ static Py_ssize_t prof_mem_take_heap(prof_mem_taken **out) {
         if (slot->ptr == NULL) continue;
         taken[n].tb = slot->tb;
         taken[n].a = slot->weight * (double)slot->size;
-        taken[n].b = 1.0;
+        taken[n].b = slot->weight; /* estimated live blocks, as ddtrace's heap-live-samples */
         slot->tb->refs++;
         n++;
     }

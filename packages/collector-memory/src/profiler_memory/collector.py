@@ -6,6 +6,7 @@ import random
 
 from profiler_core._log import get_logger
 from profiler_core.interfaces import Collector
+from profiler_core.threads import PROFILER_THREADS, THREAD_LISTENERS
 
 from profiler_memory import _memalloc
 
@@ -24,6 +25,11 @@ MAX_STACKS = 8192
 MAX_LIVE = 16384
 
 
+def _publish_profiler_threads() -> None:
+    # Tell the hooks which threads are the profiler's (called whenever that changes).
+    _memalloc.set_ignored_threads(PROFILER_THREADS)  # iterated in place: nothing allocated here
+
+
 class MemoryCollector(Collector):
     """Samples one allocation in every ``DD_PROFILING_HEAP_SAMPLE_SIZE`` bytes on average (Poisson).
 
@@ -33,8 +39,8 @@ class MemoryCollector(Collector):
     data, at flush: a thread that ended before has its id labels only.
     ``DD_PROFILING_HEAP_ENABLED``: sampled allocations are tracked until
     freed, and every flush reports those still alive as ``heap-space`` (estimated
-    live bytes) and ``heap-live-samples``. Bounded: samples beyond the bounds are
-    dropped and counted (``stats()``).
+    live bytes) and ``heap-live-samples`` (estimated live blocks, as ddtrace's). Bounded: samples beyond the bounds are
+    dropped and counted (``stats()``). What the profiler's own threads allocate is left out.
     """
 
     name = "memory"
@@ -60,6 +66,9 @@ class MemoryCollector(Collector):
         """Install the allocator hooks."""
         if self._running:
             return
+        _publish_profiler_threads()
+        if _publish_profiler_threads not in THREAD_LISTENERS:
+            THREAD_LISTENERS.append(_publish_profiler_threads)
         _memalloc.start(
             self.mean, self.config.max_frames, self.allocs, self.heap, MAX_STACKS, MAX_LIVE, random.getrandbits(64)
         )
@@ -84,7 +93,7 @@ class MemoryCollector(Collector):
         else:
             heap, self._final_heap = self._final_heap, {}
         for (stack, labels), (space, live) in heap.items():
-            self.recorder.push(stack, labels, {"heap-space": int(space + 0.5), "heap-live-samples": live})
+            self.recorder.push(stack, labels, {"heap-space": int(space + 0.5), "heap-live-samples": int(live + 0.5)})
         stats = _memalloc.stats()
         drops = stats["dropped_events"] + stats["dropped_heap"] + stats["dropped_nomem"]
         if drops > self._reported_drops:

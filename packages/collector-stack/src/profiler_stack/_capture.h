@@ -32,7 +32,28 @@ typedef struct {
     unsigned long native_id;
     clockid_t clock;
     int has_clock;
+    unsigned long identity; /* prof_cap_identity of the thread state when listed */
 } prof_cap_target;
+
+/* What tells one thread state from another at the same address: a thread that ends and a new one
+   that starts at once can get the same memory and pthread_t, but never the same state id. */
+static unsigned long prof_cap_identity(unsigned long thread_id, uint64_t state_id) {
+    return thread_id ^ (unsigned long)(state_id * 0x9E3779B97F4A7C15ULL);
+}
+
+/* The identity of the thread state at `ts`, read without the GIL in one safe read of the span that
+   holds both fields; 0 if it cannot be read. */
+static unsigned long prof_cap_read_identity(const PyThreadState *ts) {
+    size_t a = offsetof(PyThreadState, thread_id), b = offsetof(PyThreadState, id);
+    size_t lo = a < b ? a : b, hi = a < b ? b + sizeof(uint64_t) : a + sizeof(unsigned long);
+    char buf[sizeof(PyThreadState)];
+    unsigned long ident;
+    uint64_t id;
+    if (hi - lo > sizeof(buf) || prof_st_read((const char *)ts + lo, buf, hi - lo) != 0) return 0;
+    memcpy(&ident, buf + (a - lo), sizeof(ident));
+    memcpy(&id, buf + (b - lo), sizeof(id));
+    return prof_cap_identity(ident, id);
+}
 
 typedef struct {
     unsigned long ident;
@@ -44,6 +65,8 @@ typedef struct {
     int nframes;   /* frames kept, leaf first */
     int depth;     /* frames on the stack */
     prof_st_frame *frames;
+    void *gens[PROF_ST_GENS]; /* see prof_st_walk */
+    int ngens;
 } prof_cap_thread;
 
 typedef struct {
@@ -182,7 +205,7 @@ static void prof_cap_describe_frames(prof_capture *c, prof_cap_thread *t, const 
    `*torn_reads` counts the stack reads that had to be done again. */
 static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_frames, int64_t probe_ns,
                                    int64_t idle_threshold_ns, prof_cap_reader *reader, int64_t *torn_reads,
-                                   const prof_cn_held *held) {
+                                   const prof_cn_held *held, PyInterpreterState *interp) {
     size_t size = sizeof(prof_capture) + (size_t)n * sizeof(prof_cap_thread)
                   + (size_t)n * (size_t)max_frames * sizeof(prof_st_frame);
     prof_capture *c = (prof_capture *)malloc(size);
@@ -193,6 +216,15 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
     c->nnames = 0;
     prof_st_frame *frames = (prof_st_frame *)(c->threads + n);
     c->when = prof_cap_now(CLOCK_MONOTONIC);
+    /* A thread that started since the targets were listed is at the list's head; if it got the
+       memory of one that ended, that target's clock and ids are the old thread's: left out until
+       the sampler lists the threads again (the capture below tells it to). */
+    const PyThreadState *fresh = NULL;
+    if (n > 0 && interp != NULL) {
+        PyThreadState *head = PyInterpreterState_ThreadHead(interp);
+        for (int i = 0; i < n && fresh == NULL; i++)
+            if (tg[i].tstate == head && prof_cap_read_identity(head) != tg[i].identity) fresh = head;
+    }
     char *scratch = reader != NULL ? reader->scratch : NULL;
     prof_st_code_cache *codes = reader != NULL ? &reader->codes : NULL;
     for (int i = 0; i < n; i++) {
@@ -202,10 +234,19 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
         t->frames = frames + (size_t)i * (size_t)max_frames;
         t->idle = 0;
         /* A dead thread's clock reads -1 (EINVAL): clocks name kernel thread ids, not memory. */
+        if (tg[i].tstate == fresh) {
+            t->cpu = -1;
+            t->nframes = 0;
+            t->depth = 0;
+            t->torn = 0;
+            t->gone = 1;
+            t->ngens = 0;
+            continue;
+        }
         t->cpu = tg[i].has_clock ? prof_cap_now(tg[i].clock) : -1;
         for (int read = 1;; read++) {
             t->nframes = prof_st_walk(tg[i].tstate, tg[i].ident, t->frames, max_frames, &t->depth, scratch,
-                                      scratch != NULL ? PROF_CAP_SCRATCH : 0, codes);
+                                      scratch != NULL ? PROF_CAP_SCRATCH : 0, codes, t->gens, &t->ngens);
             if (t->nframes != PROF_ST_TORN || read == PROF_CAP_READS) break;
             (*torn_reads)++;
         }
@@ -230,6 +271,7 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
     return c;
 }
 
+
 /* Whether the interpreter's thread list differs from the published one (without the GIL: the
    head pointer is read as it is, its thread id with a safe read). With the mutex held. */
 static int prof_cap_threads_changed(const prof_cap_state *s) {
@@ -237,10 +279,8 @@ static int prof_cap_threads_changed(const prof_cap_state *s) {
     PyThreadState *head = PyInterpreterState_ThreadHead(s->interp);
     if (head != s->listed_head) return 1;
     if (head == NULL) return 0;
-    unsigned long ident = 0;
-    if (prof_st_read((const char *)head + offsetof(PyThreadState, thread_id), &ident, sizeof(ident)) != 0)
-        return 0;
-    return ident != s->listed_head_ident;
+    unsigned long identity = prof_cap_read_identity(head);
+    return identity != 0 && identity != s->listed_head_ident;
 }
 
 static void *prof_cap_main(void *arg) {
@@ -273,6 +313,7 @@ static void *prof_cap_main(void *arg) {
         int n, max_frames;
         int64_t probe = s->probe_ns, threshold = s->idle_threshold_ns;
         prof_cap_target *tg = prof_cap_copy_targets(s, &n, &max_frames);
+        PyInterpreterState *interp = s->interp;
         if (s->names_reset) {
             if (reader != NULL) memset(&reader->names, 0, sizeof(reader->names));
             s->names_reset = 0;
@@ -280,7 +321,7 @@ static void *prof_cap_main(void *arg) {
         pthread_mutex_unlock(&s->mx);
 
         int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID), torn = 0;
-        prof_capture *c = tg != NULL ? prof_cap_take(tg, n, max_frames, probe, threshold, reader, &torn, &s->held)
+        prof_capture *c = tg != NULL ? prof_cap_take(tg, n, max_frames, probe, threshold, reader, &torn, &s->held, interp)
                                      : NULL;
         int64_t cpu1 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID);
         free(tg);
@@ -401,7 +442,7 @@ static prof_capture *prof_cap_take_now(prof_cap_state *s, int64_t *cost_ns) {
     pthread_mutex_unlock(&s->mx);
     prof_cap_reader *reader = (prof_cap_reader *)calloc(1, sizeof(prof_cap_reader));
     int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID), torn = 0;
-    prof_capture *c = tg != NULL || n == 0 ? prof_cap_take(tg, n, max_frames, 0, 0, reader, &torn, &s->held) : NULL;
+    prof_capture *c = tg != NULL || n == 0 ? prof_cap_take(tg, n, max_frames, 0, 0, reader, &torn, &s->held, s->interp) : NULL;
     *cost_ns = prof_cap_now(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     if (c != NULL) c->weight = weight;
     free(reader);
@@ -456,7 +497,7 @@ static void prof_cap_forget_codes(prof_cap_state *s) {
    the use of the result: each listed thread is alive, so pthread_getcpuclockid may be asked about it.
    The list is read with safe reads too, in case a thread state is deleted without the GIL. Returns
    the number found (at most `max`); `*head` and `*head_ident` receive the list's head and its
-   thread id, for prof_cap_publish. */
+   identity (prof_cap_identity), for prof_cap_publish. */
 static int prof_cap_list_threads(PyInterpreterState *interp, prof_cap_target *out, int max,
                                  PyThreadState **head, unsigned long *head_ident) {
     int n = 0;
@@ -467,7 +508,7 @@ static int prof_cap_list_threads(PyInterpreterState *interp, prof_cap_target *ou
     while (t != NULL && n < max) {
         PyThreadState *cur = t;
         if (prof_st_read(cur, &copy, sizeof(copy)) != 0) break;
-        if (cur == *head) *head_ident = copy.thread_id;
+        if (cur == *head) *head_ident = prof_cap_identity(copy.thread_id, copy.id);
         t = copy.next;
         if (copy.thread_id == 0) continue; /* created, not started: no thread to ask about yet */
         out[n].tstate = cur;
@@ -478,6 +519,7 @@ static int prof_cap_list_threads(PyInterpreterState *interp, prof_cap_target *ou
         out[n].native_id = 0;
 #endif
         out[n].has_clock = pthread_getcpuclockid((pthread_t)copy.thread_id, &out[n].clock) == 0;
+        out[n].identity = prof_cap_identity(copy.thread_id, copy.id);
         n++;
     }
     return n;

@@ -16,8 +16,10 @@ import types
 from profiler_core.events import Frame, omitted_frames_marker
 from profiler_core.events import thread_labels as labels_of_thread
 from profiler_core import thread_names
+from profiler_core import trace_context as _trace_context
+from profiler_core.events import TASK_ID as _TASK_ID
 from profiler_stack._linetable import line_of as _line_of
-from profiler_core.threads import PROFILER_THREADS
+from profiler_core.threads import OWN_WORK, OWN_WORK_SPANS, PROFILER_THREADS, in_own_work
 
 cdef extern from "Python.h":
     ctypedef struct PyFrameObject
@@ -31,6 +33,7 @@ cdef extern from "Python.h":
     void Py_DECREF_frame "Py_DECREF" (PyFrameObject* o)
     void Py_DECREF_code "Py_DECREF" (PyCodeObject* o)
     object PyLong_FromVoidPtr(void* p)
+    unsigned long PyThread_get_thread_native_id()
     bytes PyBytes_FromStringAndSize(char* v, Py_ssize_t n)
 
 cdef extern from *:
@@ -115,6 +118,8 @@ cdef extern from "_capture.h":
         int nframes
         int depth
         prof_st_frame* frames
+        void** gens
+        int ngens
     ctypedef struct prof_capture:
         long long when
         long long weight
@@ -136,6 +141,8 @@ cdef extern from "_capture.h":
     int PROF_CAP_QUEUE
     int prof_st_init()
     int prof_st_walk_made_up(void* previous, void* code, int check)
+    int PROF_ST_GENS
+    void* prof_st_current_gen_key()
     prof_cap_state* prof_cap_new()
     int prof_cap_start(prof_cap_state* s) nogil
     void prof_cap_stop(prof_cap_state* s) nogil
@@ -167,8 +174,41 @@ cdef str THREAD_NATIVE_ID = "thread native id"
 cdef str THREAD_NAME = "thread name"
 cdef str PROFILER_THREAD_PREFIX = "profiler-"
 cdef dict _profiler_threads = PROFILER_THREADS  # the profiler's own threads (not in threading._active)
+cdef dict _own_work_spans = OWN_WORK_SPANS  # when program threads did the profiler's work
 # A frame whose code object could not be proven alive when the capture was turned into a sample.
 UNKNOWN_FRAME = Frame("<unknown>", "<unknown>", 0)
+
+
+# In a forked child, the thread that called fork() under its kernel id: threading's
+# Thread.native_id still holds the parent's there on 3.10 (where the thread state has none).
+cdef dict _forked_native_ids = {}
+
+
+def note_fork_in_child() -> None:
+    """Record the kernel thread id of the thread that survived fork(), for its labels."""
+    _forked_native_ids.clear()
+    _forked_native_ids[threading.get_ident()] = PyThread_get_thread_native_id()
+
+
+cdef object _native_id_of(object thread, object ident):
+    # The OS thread id of threading's `thread` (ident `ident`), 0 when not known. Asked once per
+    # thread and capture: threading's own field, not the native_id property that returns it.
+    native_id = _forked_native_ids.get(ident) if _forked_native_ids else None
+    if native_id is None and thread is not None:
+        native_id = getattr(thread, "_native_id", None)
+    return 0 if native_id is None else native_id
+
+
+cdef inline bint _is_profiler_thread(object ident):
+    # One of the profiler's own threads; a program's thread doing the profiler's work for a
+    # moment (OWN_WORK) is not: only its captures of that moment are left out (in_own_work).
+    return _profiler_threads.get(ident, OWN_WORK) is not OWN_WORK
+
+
+cdef tuple _gen_keys(prof_cap_thread* t):
+    # Where the capture saw the stack's outermost coroutine frames, outermost first.
+    cdef int n = t.ngens if t.ngens < PROF_ST_GENS else PROF_ST_GENS, i
+    return tuple([<size_t>t.gens[(t.ngens - 1 - i) % PROF_ST_GENS] for i in range(n)])
 
 
 cdef object _main_thread_if(unsigned long native_id):
@@ -225,6 +265,11 @@ def can_read_without_gil():
     return prof_st_init() == 1
 
 
+def current_gen_key() -> int:
+    """What a capture records for the calling frame when it is a coroutine's: see tasks.RunningTasks."""
+    return <size_t>prof_st_current_gen_key()
+
+
 def _walk_made_up_stack(size_t previous, code=None, bint check=False):
     """For tests: read a made-up one-frame stack whose caller link is the address ``previous``, as
     a torn read may give, and whose code is ``code`` (a made-up address when None), checked to be a
@@ -243,6 +288,15 @@ cdef inline long long _monotonic_ns() noexcept nogil:
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <long long>ts.tv_sec * 1000000000LL + ts.tv_nsec
 
+
+
+cdef tuple _span_labels(object ident, object task_labels, long long when):
+    # The trace span labels of a sample of thread `ident`, running the asyncio task whose labels
+    # (task id first) are `task_labels`, captured at `when` (CLOCK_MONOTONIC ns).
+    task_id = None
+    if task_labels and (<tuple>task_labels)[0][0] == _TASK_ID:
+        task_id = (<tuple>task_labels)[0][1]
+    return _trace_context.labels_at(ident, task_id, when)
 
 cdef class _ThreadState:
     """Per (thread ident, native id): its CPU clock, last reading and cached labels."""
@@ -266,7 +320,9 @@ cdef class _ThreadState:
     cdef long long wall_carried  # wall time of captures whose stack could not be read, for the next
     cdef object name
     cdef tuple labels
-    cdef tuple push_labels  # labels plus those of the greenlet running in the thread now, if any
+    cdef tuple last_labels  # GIL-free mode: push_labels of the previous capture
+    cdef tuple last_span  # GIL-free mode: the trace span labels of the previous capture
+    cdef tuple push_labels  # labels plus those of the greenlet or asyncio task running in the thread, if any
 
 
 cdef class _CodeInfo:
@@ -369,6 +425,10 @@ cdef class StackSampler:
     cdef public set ignored
     cdef public object task_hook  # called as task_hook(push, wall_ns, {ident: thread labels}, max_frames)
     cdef public dict running_task_labels  # {ident: labels of the task running in that thread} (greenlets)
+    # asyncio: running_task_of(addresses of a captured stack's outermost coroutine frames) -> task
+    # labels (GIL-free mode); current_task_labels() -> {ident: labels of the task it runs now}
+    cdef public object running_task_of
+    cdef public object current_task_labels
     cdef public long long ran_threshold_ns
     cdef public long long blocked_threshold_ns
     cdef prof_cap_state* cap  # the capturing thread's state (GIL-free mode)
@@ -384,6 +444,8 @@ cdef class StackSampler:
     cdef public long long unknown_frames  # frames whose code could not be proven alive
     cdef public long long torn_stacks  # thread captures given up: the stack changed under every read
     cdef public int capture_batch  # captures turned into samples per GIL acquisition
+    cdef set published_threads  # (ident, native id) of the threads last published; None before the first
+    cdef set fresh_threads  # published threads started since sampling began, not captured yet
 
     def __init__(self, push, int max_frames=64, bint ignore_profiler=True, Py_ssize_t max_codes=20000,
                  bint gil_free=True):
@@ -396,6 +458,8 @@ cdef class StackSampler:
         self.ignored = set()
         self.task_hook = None
         self.running_task_labels = {}
+        self.running_task_of = None
+        self.current_task_labels = None
         self.ran_threshold_ns = 50000
         self.wake_clocks = NULL
         self.wake_readings = NULL
@@ -433,6 +497,8 @@ cdef class StackSampler:
         pthread_cond_init(&self.stop_cond, &attr)
         prof_cap_reset(self.cap)
         self.threads = {}
+        self.published_threads = None
+        self.fresh_threads = set()
         self.cost_average = 0
         self.codes = {}
         self.held_codes = {}
@@ -632,20 +698,25 @@ cdef class StackSampler:
         active = threading._active
         for i in range(n):
             ident = targets[i].ident
-            if ident in self.ignored or self.ignore_profiler and ident in _profiler_threads:
+            if ident in self.ignored or self.ignore_profiler and _is_profiler_thread(ident):
                 continue
             thread = active.get(ident)
             if thread is not None:
                 name = thread.name
                 if self.ignore_profiler and name is not None and name.startswith(PROFILER_THREAD_PREFIX):
                     continue
-                if targets[i].native_id == 0 and thread.native_id is not None:
-                    targets[i].native_id = thread.native_id  # 3.10: not in the thread state
+                if targets[i].native_id == 0:
+                    targets[i].native_id = _native_id_of(thread, ident)  # 3.10: not in the thread state
                 if name is not None:
                     # Its captures are turned into samples later, maybe after it ended: keep its name.
                     thread_names.remember(ident, targets[i].native_id, name)
             targets[kept] = targets[i]
             kept += 1
+        published = {(targets[i].ident, targets[i].native_id) for i in range(kept)}
+        if self.published_threads is not None:
+            self.fresh_threads |= published - self.published_threads
+            self.fresh_threads &= published
+        self.published_threads = published
         prof_cap_publish(self.cap, targets, kept, <int>self.max_frames, <long long>(self.interval * 1e9),
                          interp, head, head_ident)
         self._publish_held()
@@ -680,6 +751,10 @@ cdef class StackSampler:
         active = threading._active
         for i in range(c.nthreads):
             t = &c.threads[i]
+            if t.native_id == 0:
+                # 3.10 (no native id in the thread state): a thread published in its first moments,
+                # before threading listed it, is known by now; one key and one label set for it.
+                t.native_id = _native_id_of(active.get(t.ident), t.ident)
             if t.torn:
                 # No stack this time: the thread keeps its state (its CPU time goes to the next
                 # capture's stack, as the clock is read then) and the wall time is carried there.
@@ -692,9 +767,15 @@ cdef class StackSampler:
             if t.gone or t.depth == 0:  # ended, or running no Python code (as sys._current_frames)
                 continue
             ident = t.ident
-            if self.ignore_profiler and ident in _profiler_threads:
+            if self.ignore_profiler and _is_profiler_thread(ident):
                 continue
+            if self.ignore_profiler and ident in _own_work_spans and in_own_work(ident, c.when):
+                continue  # captured while it did the profiler's own work
             thread = active.get(ident)
+            if thread is not None and t.native_id and _native_id_of(thread, ident) not in (0, t.native_id):
+                # Captured before it ended; a thread started since has its ident: the name is the
+                # one remembered when the captured thread was published.
+                thread = None
             if thread is None and t.native_id:
                 thread = _main_thread_if(t.native_id)  # gevent keys it by its greenlet's id instead
             name = thread.name if thread is not None else None
@@ -704,7 +785,13 @@ cdef class StackSampler:
             state = <_ThreadState>self.threads.get(key)
             if state is None:
                 state = _ThreadState()
-                state.last_cpu = -1
+                # A thread started since sampling began has its whole CPU clock to count (it starts
+                # at 0 with the thread): its first capture may come a while after it started.
+                if key in self.fresh_threads:
+                    self.fresh_threads.discard(key)
+                    state.last_cpu = 0
+                else:
+                    state.last_cpu = -1
                 state.delta_last = -1
                 self.threads[key] = state
             state.seen_tick = self.tick
@@ -716,6 +803,15 @@ cdef class StackSampler:
                 if name is not None:
                     thread_names.remember(ident, t.native_id, name)
             state.push_labels = self._labels_for(ident, state.labels)
+            extra = None
+            if t.ngens and self.running_task_of is not None:
+                extra = self.running_task_of(_gen_keys(t))
+                if extra:
+                    state.push_labels = state.push_labels + <tuple>extra
+            span = ()
+            if _trace_context.active:
+                span = _span_labels(ident, extra, c.when)
+                state.push_labels = state.push_labels + <tuple>span
             stack = self._resolve(t.frames, t.nframes, t.depth, c)
             wall_t = wall + state.wall_carried
             state.wall_carried = 0
@@ -730,14 +826,23 @@ cdef class StackSampler:
             if state.cpu_pending is not None:
                 self._split_cpu(state, blocked_prev)
             previous = state.last_stack
-            if delta and previous is not None and previous != stack:
+            if delta and state.last_span is not None and span != state.last_span:
+                # Another request (trace span) since the previous capture: the CPU goes to this one,
+                # as ddtrace's does. Splitting it by where the thread blocked favours requests
+                # longer than the interval: those in between, never captured, gave theirs to them.
+                if state.cpu_pending is not None:
+                    self._split_cpu(state, False)
+                self._push_values(stack, state.push_labels, wall_t, delta)
+            elif delta and previous is not None and (previous != stack or state.last_labels != state.push_labels):
                 self._push_values(stack, state.push_labels, wall_t, 0)
-                state.cpu_pending = (previous, stack, delta, blocked_prev)
+                state.cpu_pending = (previous, stack, delta, blocked_prev, state.last_labels, state.push_labels)
                 if not t.idle or delta < thr:  # blocked now or not is already known
                     self._split_cpu(state, t.idle)
             else:
                 self._push_values(stack, state.push_labels, wall_t, delta)
             state.last_stack = stack
+            state.last_labels = state.push_labels
+            state.last_span = span
             state.delta_last = delta
             state.probe_last = t.idle
             thread_labels[ident] = state.labels
@@ -763,14 +868,14 @@ cdef class StackSampler:
         # nor on one side of it: waiting for the GIL does not look like that) woke up and ran in the
         # new stack; one blocked at the second ran in the old one before blocking; otherwise, half
         # each. Whether it is blocked at the second capture may need the next one to tell.
-        previous, stack, delta, blocked_prev = state.cpu_pending
+        previous, stack, delta, blocked_prev, previous_labels, labels = state.cpu_pending
         state.cpu_pending = None
         cdef long long cpu = delta
         cdef long long cpu_prev = _cpu_before_move(cpu, blocked_prev, blocked_now)
         if cpu - cpu_prev:
-            self.push(stack, state.push_labels, {"cpu-time": cpu - cpu_prev, "cpu-samples": 1})
+            self.push(stack, labels, {"cpu-time": cpu - cpu_prev})
         if cpu_prev:
-            self.push(previous, state.push_labels, {"cpu-time": cpu_prev})
+            self.push(previous, previous_labels, {"cpu-time": cpu_prev})
 
     cdef tuple _resolve(self, prof_st_frame* frames, int n, int depth, prof_capture* c):
         # Captured (code address, offset) pairs to Frames. An address is used only if it is a code
@@ -1041,9 +1146,7 @@ cdef class StackSampler:
                 if ident in self.ignored or self.ignore_profiler and ident in _profiler_threads:
                     continue
                 thread = active.get(ident)
-                native_id = thread.native_id if thread is not None else 0
-                if native_id is None:
-                    native_id = 0
+                native_id = _native_id_of(thread, ident)
                 key = (ident, native_id)
                 state = <_ThreadState>self.threads.get(key)
                 if state is None:
@@ -1086,6 +1189,7 @@ cdef class StackSampler:
         if len(self.codes) > self.max_codes:
             self.codes = {}
         cdef int pushed = 0
+        task_labels_now = self.current_task_labels() if self.current_task_labels is not None else None
         for ident, native_id, thread, frame, state, delta, ran_while_waiting, was_blocked, prev_idle, cpu in taken:
             if state.pending is not None:
                 # Used (almost) no CPU since it was held back: it had blocked.
@@ -1101,6 +1205,13 @@ cdef class StackSampler:
                 if name is not None:
                     thread_names.remember(ident, native_id, name)
             state.push_labels = self._labels_for(ident, state.labels)
+            extra = None
+            if task_labels_now:
+                extra = task_labels_now.get(ident)
+                if extra:
+                    state.push_labels = state.push_labels + <tuple>extra
+            if _trace_context.active:
+                state.push_labels = state.push_labels + _span_labels(ident, extra, now)
             stack = self._stack(frame)
             changed = state.last_stack is not None and state.last_stack != stack
             if changed:
@@ -1123,10 +1234,11 @@ cdef class StackSampler:
         return pushed
 
     cdef _push_values(self, tuple stack, tuple labels, long long wall, long long cpu):
+        # cpu-samples counts every thread sample, as ddtrace's does (it equals wall-samples)
         if cpu:
             self.push(stack, labels, {"wall-time": wall, "wall-samples": 1, "cpu-time": cpu, "cpu-samples": 1})
         else:
-            self.push(stack, labels, {"wall-time": wall, "wall-samples": 1})
+            self.push(stack, labels, {"wall-time": wall, "wall-samples": 1, "cpu-samples": 1})
 
     cdef _push_pending(self, _ThreadState state, bint blocked):
         # The thread moved from `previous` to `stack` at an unknown moment of the period.

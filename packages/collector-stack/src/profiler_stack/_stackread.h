@@ -32,11 +32,14 @@
 #include "frameobject.h"
 #endif
 
-/* A chain longer than this is taken to be a torn read (a cycle), and cut. */
-#define PROF_ST_MAX_DEPTH 4096
+/* A chain longer than this is taken to be a torn read (a cycle), and cut: above config.MAX_FRAMES_MAX,
+   so that a stack of any depth kept whole is walked whole and an omitted-frames count is exact. */
+#define PROF_ST_MAX_DEPTH 65536
 /* prof_st_walk's result for a stack read while it changed (a frame's code is not a code object) */
 #define PROF_ST_TORN (-2)
 #define PROF_ST_CODE_CACHE 1024 /* power of two */
+/* Coroutine frames kept per stack, the outermost ones: the running asyncio task's is among them. */
+#define PROF_ST_GENS 4
 
 typedef struct {
     void *code; /* address of the frame's code object, as read: unverified */
@@ -93,11 +96,16 @@ static int prof_st_init(void) {
    when a frame's code is not a code object (checked where `codes` is given; worth reading again).
    `scratch` (`scratch_size` bytes) receives the thread's current data stack chunk in one read,
    where most of its frames live (3.11+): one system call instead of one per frame. */
+/* `gens` (PROF_ST_GENS entries, a ring: the outermost last) receives where the stack's generator and
+   coroutine frames are, `*ngens` how many there were: on 3.11+ the address of the frame, which lives
+   at a fixed offset inside its generator object; on 3.10 the generator object's own address. Only
+   ever compared with addresses of live objects, never followed. */
 static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_frame *out, int max, int *depth,
-                        char *scratch, size_t scratch_size, prof_st_code_cache *codes) {
+                        char *scratch, size_t scratch_size, prof_st_code_cache *codes, void **gens, int *ngens) {
     PyThreadState ts;
-    int n = 0, d = 0;
+    int n = 0, d = 0, g = 0;
     *depth = 0;
+    *ngens = 0;
     if (prof_st_read(tstate, &ts, sizeof(ts)) != 0 || ts.thread_id != ident) return -1;
 #if PY_VERSION_HEX >= 0x030B0000
     _PyInterpreterFrame frame;
@@ -135,6 +143,7 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
 #endif
         if (code == NULL) continue;
         if (codes != NULL && !prof_st_is_code(code, codes)) return PROF_ST_TORN;
+        if (frame.owner == FRAME_OWNED_BY_GENERATOR) gens[g++ % PROF_ST_GENS] = (void *)at;
         /* pointer arithmetic on the copy, spelled out: the code object itself is not read (the
            interpreter's own macro asserts that it is a code object, in a debug build) */
 #if PY_VERSION_HEX >= 0x030D0000
@@ -157,10 +166,12 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
     PyFrameObject frame;
     PyFrameObject *f = ts.frame;
     while (f != NULL && d < PROF_ST_MAX_DEPTH) {
-        if (prof_st_read(f, &frame, sizeof(frame)) != 0) break;
+        /* a frame that cannot be read under a non-NULL link went away while read: read it again */
+        if (prof_st_read(f, &frame, sizeof(frame)) != 0) { if (d > 0) return PROF_ST_TORN; break; }
         f = frame.f_back;
         if (frame.f_code == NULL) continue;
         if (codes != NULL && !prof_st_is_code(frame.f_code, codes)) return PROF_ST_TORN;
+        if (frame.f_gen != NULL) gens[g++ % PROF_ST_GENS] = (void *)frame.f_gen;
         if (n < max) {
             out[n].code = (void *)frame.f_code;
             out[n].lasti = frame.f_lasti < 0 ? 0 : frame.f_lasti * (int)sizeof(_Py_CODEUNIT);
@@ -171,7 +182,21 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
     }
 #endif
     *depth = d;
+    *ngens = g;
     return n;
+}
+
+/* With the GIL: what prof_st_walk would record in `gens` for the calling Python frame (a coroutine's
+   frame when called from one), so that the offset of a frame inside its coroutine can be measured. */
+static void *prof_st_current_gen_key(void) {
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030D0000
+    return (void *)ts->current_frame;
+#elif PY_VERSION_HEX >= 0x030B0000
+    return ts->cframe != NULL ? (void *)ts->cframe->current_frame : NULL;
+#else
+    return ts->frame != NULL ? (void *)ts->frame->f_gen : NULL;
+#endif
 }
 
 /* For tests: walks a made-up thread of one frame whose link to its caller is `previous`, an
@@ -213,7 +238,9 @@ static int prof_st_walk_made_up(void *previous, void *code, int check) {
 #endif
     prof_st_pid = getpid();
     memset(&cache, 0, sizeof(cache));
-    return prof_st_walk(&ts, 42, out, 4, &depth, scratch, sizeof(scratch), check ? &cache : NULL);
+    void *gens[PROF_ST_GENS];
+    int ngens;
+    return prof_st_walk(&ts, 42, out, 4, &depth, scratch, sizeof(scratch), check ? &cache : NULL, gens, &ngens);
 #else
     (void)previous;
     (void)code;

@@ -33,12 +33,18 @@ def parse_bool(raw: str) -> bool:
 
 
 def parse_tags(raw: str, variable: str = "DD_TAGS") -> Dict[str, str]:
-    """Parse ``DD_TAGS`` syntax: ``k:v`` pairs separated by commas or spaces; a bare key is dropped with a warning
-    naming ``variable``."""
+    """Parse ``DD_TAGS`` syntax as ddtrace and the Datadog agent do: ``k:v`` pairs separated by
+    commas when there is a comma (values may then hold spaces), else by whitespace; a key without
+    ``:`` gets an empty value (not sent); an item with an empty key is dropped with a warning naming
+    ``variable``."""
     tags: Dict[str, str] = {}
-    for item in raw.replace(",", " ").split():
-        key, sep, value = item.partition(":")
-        if not sep or not key:
+    for item in raw.split(",") if "," in raw else raw.split():
+        item = item.strip()
+        if not item:
+            continue
+        key, _sep, value = item.partition(":")
+        key, value = key.strip(), value.strip()
+        if not key:
             LOG.warning("profiler: ignoring malformed tag %s in %s (expected key:value)", shown(item), variable)
             continue
         tags[key] = value
@@ -191,6 +197,7 @@ _DEFAULTS: "Dict[str, Any]" = {
     "heap_sample_size": 1024 * 1024,
     "exception_sampling_interval": 100.0,
     "exception_collect_message": False,
+    "endpoint_collection_enabled": True,
     "api_timeout": 10.0,
     "agent_url": None,
     "agent_host": None,
@@ -251,7 +258,7 @@ def _between(low: float, high: float, low_open: bool = False) -> "Tuple[Callable
 # sampling rate whose logarithm is 0) or harms the program (a profile written every millisecond).
 UPLOAD_INTERVAL_BOUNDS = (0.1, 86400.0)  # 0.001 wrote 88 files in 3 s and slowed the program 2x
 API_TIMEOUT_BOUNDS = (0.001, 600.0)  # below a millisecond every upload would time out
-MAX_FRAMES_MAX = 1024
+MAX_FRAMES_MAX = 16384  # deeper than any recursion limit in common use; the stack walk itself reads up to 65536
 MAX_KEYS_MAX = 10_000_000
 HEAP_SAMPLE_SIZE_MAX = 1 << 30
 EXCEPTION_SAMPLING_INTERVAL_MAX = 1e9
@@ -283,6 +290,7 @@ _VARIABLES: "Dict[str, Tuple[str, Callable[[str], Any], Tuple[Optional[Callable[
         _between(1, EXCEPTION_SAMPLING_INTERVAL_MAX),
     ),
     "exception_collect_message": ("DD_PROFILING_EXCEPTION_COLLECT_MESSAGE", parse_bool, (None, "a boolean")),
+    "endpoint_collection_enabled": ("DD_PROFILING_ENDPOINT_COLLECTION_ENABLED", parse_bool, (None, "a boolean")),
     "api_timeout": ("DD_PROFILING_API_TIMEOUT", parse_number, _between(*API_TIMEOUT_BOUNDS)),
     "agent_url": ("DD_TRACE_AGENT_URL", parse_agent_url, (None, "an http://, https:// or unix:/// URL")),
     "agent_host": ("DD_AGENT_HOST", parse_agent_host, (None, "a host name or IP address")),
@@ -299,6 +307,38 @@ API_TIMEOUT_MS = "DD_PROFILING_API_TIMEOUT_MS"
 
 #: Every variable the configuration reads (DD_TAGS and DD_PROFILING_TAGS included).
 VARIABLES = tuple(v[0] for v in _VARIABLES.values()) + (API_TIMEOUT_MS, "DD_TAGS", "DD_PROFILING_TAGS")
+
+#: ddtrace 4.16's other DD_PROFILING_* variables, which do not apply here: accepted, and one line
+#: says so when one is set (the README's configuration table lists them with the same reasons).
+DDTRACE_ONLY: "Dict[str, str]" = {
+    "DD_PROFILING_ENABLE_CODE_PROVENANCE": "no code-provenance.json is sent yet; Datadog then tells "
+    "libraries from the program's code by file path",
+    "DD_PROFILING_TIMELINE_ENABLED": "the timeline (per-sample timestamps) is not collected yet",
+    "DD_PROFILING_ENABLE_ASSERTS": "ddtrace's internal self-checks",
+    "DD_PROFILING_SAMPLE_POOL_CAPACITY": "ddtrace's sample object pool; the recorder here is bounded "
+    "by DD_PROFILING_MAX_KEYS",
+    "DD_PROFILING_STACK_UVLOOP": "uvloop's tasks are asyncio tasks here, always followed",
+    "DD_PROFILING_STACK_NATIVE_FRAMES": "native (C) frames are not sampled here",
+    "DD_PROFILING_STACK_GC_ENABLED": "garbage collector pauses are not shown as frames here",
+    "DD_PROFILING_LOCK_NAME_INSPECT_DIR": "lock names always look for the variable holding the lock "
+    "or the Condition/Semaphore/queue around it",
+    "DD_PROFILING_LOCK_EXCLUDE_MODULES": "locks are profiled whichever module makes them; a lock "
+    "made by threading, queue or asyncio internals is named after the program's code that made them",
+    "DD_PROFILING_MEMORY_EVENTS_BUFFER": "the memory collector's bounds are fixed (its dropped "
+    "samples are counted)",
+    "DD_PROFILING_MEMORY_MEM_DOMAIN_ENABLED": "both of CPython's object and mem allocators are always "
+    "sampled; no allocator domain label",
+    "DD_PROFILING_NATIVE_HEAP_ENABLED": "native (malloc) heap profiling is not implemented",
+    "DD_PROFILING_PYTORCH_ENABLED": "PyTorch profiling is not implemented",
+    "DD_PROFILING_PYTORCH_EVENTS_LIMIT": "PyTorch profiling is not implemented",
+    "DD_PROFILING_PYTORCH_MAX_FRAMES": "PyTorch profiling is not implemented",
+}
+
+
+def _notice_ddtrace_only(environ: "Mapping[str, str]") -> None:
+    for name, reason in DDTRACE_ONLY.items():
+        if name in environ:
+            LOG.warning("profiler: %s=%s is ddtrace's and does not apply here (%s)", name, shown(environ[name]), reason)
 
 
 def _warn_rejected(name: str, raw: object, expected: str, used: object) -> None:
@@ -397,6 +437,7 @@ def load_config(environ: Optional[Mapping[str, str]] = None, **overrides: Any) -
     if environ is None:
         environ = os.environ
     values: "Dict[str, Any]" = {attr: _read(environ, attr, _DEFAULTS[attr]) for attr in _VARIABLES}
+    _notice_ddtrace_only(environ)
     values["api_timeout"] = _api_timeout_ms(environ, values["api_timeout"])
     if _VARIABLES["heap_sample_size"][0] not in environ and overrides.get("heap_sample_size") is None:
         values["heap_sample_size"] = default_heap_sample_size()

@@ -68,6 +68,7 @@ CLASS_NAME = "class name"
 SPAN_ID = "span id"
 LOCAL_ROOT_SPAN_ID = "local root span id"
 TRACE_ENDPOINT = "trace endpoint"
+TRACE_TYPE = "trace type"
 
 OMITTED_FRAMES_FILENAME = ""
 
@@ -84,6 +85,12 @@ def thread_labels(ident: int, native_id: "Optional[int]", name: "Optional[str]")
         (THREAD_NATIVE_ID, native_id or 0),
         (THREAD_NAME, name if isinstance(name, str) else str(ident)),
     )
+
+
+def task_labels(task: object) -> Labels:
+    """The labels of samples taken while asyncio task ``task`` ran or waited: its id and name,
+    as ddtrace labels them."""
+    return ((TASK_ID, id(task)), (TASK_NAME, task.get_name()))  # type: ignore[attr-defined]
 
 
 def omitted_frames_marker(count: int) -> Frame:

@@ -62,6 +62,13 @@ class Collector(abc.ABC):
         """The collector's own figures (samples dropped, errors...) by name; the default has none."""
         return {}
 
+    def sampling_rates(self) -> Dict[str, float]:
+        """Fraction of events each of its sample types counts, for types whose samples count
+        sampled events one each (lock and exception samples, as ddtrace's); recorded in every
+        profile (:mod:`profiler_core.sampling`) for readers' estimates. Empty (the default) when
+        its values are whole counts or already estimates."""
+        return {}
+
 
 class ExportedProfile:
     """One encoded profile period, handed to every exporter.

@@ -9,6 +9,8 @@ import time
 from profiler_core._log import RateLimit, get_logger
 from profiler_core.interfaces import ExportedProfile
 from profiler_core.isolation import call_each, leave_signals_to_the_program
+from profiler_core import trace_context
+from profiler_core.sampling import rates_comment
 from profiler_core.threads import Event, ProfilerThread, allocate_lock, get_ident, start_thread
 
 TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
@@ -150,13 +152,20 @@ class Scheduler:
                 snapshot.dropped,
                 self.recorder.max_keys,
             )
+        endpoint_counts: "Dict[str, int]" = {}
+        if trace_context.active:
+            endpoint_counts, roots = trace_context.take_endpoints()
+            snapshot.samples = trace_context.label_endpoints(snapshot.samples, roots)
+        rates: "Dict[str, float]" = {}
+        call_each(self.collectors, lambda c: rates.update(c.sampling_rates()), "for sampling rates", self.failures, self._limit)
         profile = ExportedProfile(
-            pprof=self._encode_profile(snapshot, self._sample_types),
+            pprof=self._encode_profile(snapshot, self._sample_types, comments=[rates_comment(rates)] if rates else ()),
             start_ns=snapshot.start_ns,
             end_ns=snapshot.end_ns,
             seq=next_sequence_number(),
             pid=os.getpid(),
             tags=profile_tags(self.config),
+            endpoint_counts=endpoint_counts,
         )
         self.profiles += 1
         call_each(self.exporters, lambda e: e.export(profile), "to export", self.failures, self._limit)
@@ -185,11 +194,14 @@ class Scheduler:
             self.start()
 
     def stats(self) -> Dict[str, float]:
-        """Profiles made, flushes that failed, samples the recorder dropped (it was full)."""
+        """Profiles made, flushes that failed, samples the recorder dropped (it was full), and trace
+        correlation's drops: span links and finished requests not kept (past their bounds)."""
         return {
             "profiles": float(self.profiles),
             "flush_errors": float(self.flush_errors),
             "recorder_dropped": float(self.dropped_total),
+            "trace_links_dropped": float(trace_context.links_dropped),
+            "endpoints_dropped": float(trace_context.endpoints_dropped),
         }
 
     @property

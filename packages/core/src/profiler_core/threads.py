@@ -15,6 +15,7 @@ import _thread
 import os as _os
 import sys
 import threading
+import time
 
 TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
 if TYPE_CHECKING:
@@ -22,6 +23,21 @@ if TYPE_CHECKING:
 
 #: OS thread ident -> name, for every profiler thread running now.
 PROFILER_THREADS: "Dict[int, str]" = {}
+#: Called (no arguments, with the GIL) whenever PROFILER_THREADS changes, by the thread that
+#: changed it: collectors that leave the profiler's threads out without the GIL keep a copy.
+THREAD_LISTENERS: "List[Callable[[], object]]" = []
+
+
+def _threads_changed() -> None:
+    # By index, not over a copy: a listener may be what tells a hook to stop counting this
+    # thread's allocations, so nothing is allocated before it runs.
+    i = 0
+    while i < len(THREAD_LISTENERS):
+        try:
+            THREAD_LISTENERS[i]()
+        except Exception:
+            pass  # a listener's own failure must not end a profiler thread
+        i += 1
 
 _get_native_id = getattr(_thread, "get_native_id", None)
 
@@ -55,6 +71,51 @@ def get_ident_function() -> "Callable[[], int]":
 def is_profiler_thread() -> bool:
     """Whether the calling thread is one of the profiler's."""
     return get_ident() in PROFILER_THREADS
+
+
+#: The name a program's thread has in PROFILER_THREADS while it does the profiler's work.
+OWN_WORK = "profiler-own-work"
+#: ident -> [(start, end), ...] in time.monotonic_ns(), the last few own_work() spans of that thread
+#: (end 0 while one lasts): for samplers that turn what they captured into samples later.
+OWN_WORK_SPANS: "Dict[int, List[Tuple[int, int]]]" = {}
+_SPANS_KEPT = 8
+
+
+def in_own_work(ident: int, when_ns: int) -> bool:
+    """Whether thread ``ident`` was doing the profiler's own work at ``when_ns`` (monotonic)."""
+    for start, end in OWN_WORK_SPANS.get(ident, ()):
+        if start <= when_ns and (end == 0 or when_ns <= end):
+            return True
+    return False
+
+
+class own_work:
+    """``with own_work():`` the calling thread (a program's thread) counts as one of the
+    profiler's while the profiler does its own work in it (starting, restarting after fork):
+    the collectors leave out what it allocates, locks and raises meanwhile, as for the
+    profiler's threads. Nests; a thread already listed stays listed."""
+
+    __slots__ = ("_ident", "_added")
+
+    def __enter__(self) -> "own_work":
+        self._ident = get_ident()
+        self._added = self._ident not in PROFILER_THREADS
+        if self._added:
+            started = time.monotonic_ns()
+            PROFILER_THREADS[self._ident] = OWN_WORK
+            _threads_changed()
+            spans = OWN_WORK_SPANS.setdefault(self._ident, [])
+            spans.append((started, 0))
+            del spans[:-_SPANS_KEPT]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._added:
+            PROFILER_THREADS.pop(self._ident, None)
+            spans = OWN_WORK_SPANS.get(self._ident)
+            if spans:
+                spans[-1] = (spans[-1][0], time.monotonic_ns())
+            _threads_changed()
 
 
 def forget_dummy_thread() -> None:
@@ -180,6 +241,7 @@ class ProfilerThread:
         self.ident = ident
         self.native_id = _get_native_id() if _get_native_id is not None else None
         registry[ident] = self.name
+        _threads_changed()
         try:
             self._target()
         except BaseException:
@@ -190,6 +252,10 @@ class ProfilerThread:
             except BaseException:
                 pass
             registry.pop(ident, None)
+            try:
+                _threads_changed()
+            except BaseException:
+                pass
             done.release()
 
     def is_alive(self) -> bool:
@@ -223,6 +289,7 @@ def after_fork_in_child() -> None:
     Registered at import, so it runs before the profiler's own after-fork hook starts new threads.
     """
     PROFILER_THREADS.clear()
+    _threads_changed()
 
 
 if hasattr(_os, "register_at_fork"):
@@ -231,6 +298,11 @@ if hasattr(_os, "register_at_fork"):
 
 __all__: "Tuple[str, ...]" = (
     "PROFILER_THREADS",
+    "THREAD_LISTENERS",
+    "own_work",
+    "OWN_WORK",
+    "OWN_WORK_SPANS",
+    "in_own_work",
     "Condition",
     "Event",
     "ProfilerThread",

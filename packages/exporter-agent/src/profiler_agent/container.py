@@ -1,35 +1,82 @@
-"""The container id of this process, from its cgroup file (for the ``Datadog-Container-ID`` header)."""
+"""Which container or cgroup this process runs in, for the agent's tagging headers.
+
+As ddtrace's: ``Datadog-Container-ID`` and ``Datadog-Entity-ID: ci-<id>`` when the cgroup file
+names a container (a 64-hex docker/containerd/cri-o id, an ECS task id, or a full UUID); else
+``Datadog-Entity-ID: in-<inode>`` of this process's cgroup node (cgroup v2 with a private
+namespace shows no id, but the agent maps the inode to the container); ``Datadog-External-Env``
+from ``DD_EXTERNAL_ENV`` (set by the admission controller).
+"""
 
 from __future__ import annotations
 
+import os
 import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Callable, Dict, Mapping, Optional
 
-# A 64-hex container id (docker, containerd, cri-o), a 32-hex-with-suffix ECS task id, or a pod-style UUID.
-_CONTAINER_ID = re.compile(r"([0-9a-f]{64})|([0-9a-f]{32}-\d+)|([0-9a-f]{8}(?:-[0-9a-f]{4}){4}$)")
+_UUID = r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
+# A 64-hex container id, a 32-hex-with-suffix ECS task id, or a UUID (pod-style, or with _ as in systemd units).
+_CONTAINER_ID = re.compile(r"(?:.+)?(%s|[0-9a-f]{64}|[0-9a-f]{32}-\d+)(?:\.scope)?$" % _UUID)
+_LINE = re.compile(r"^(\d+):([^:]*):(.+)$")
+
+CONTAINER_ID_HEADER = "Datadog-Container-ID"
+ENTITY_ID_HEADER = "Datadog-Entity-ID"
+EXTERNAL_ENV_HEADER = "Datadog-External-Env"
 
 
 def container_id(cgroup_text: str) -> "Optional[str]":
     """The container id found in ``/proc/self/cgroup`` contents, or None outside a container."""
     for line in cgroup_text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) < 3:
+        match = _LINE.match(line.strip())
+        if not match:
             continue
-        for segment in reversed(parts[2].split("/")):
-            segment = segment.rsplit(".scope", 1)[0]
-            match = _CONTAINER_ID.search(segment)
-            if match:
-                return match.group(0)
+        found = _CONTAINER_ID.match(match.group(3).rsplit("/", 1)[-1])
+        if found:
+            return found.group(1)
     return None
 
 
-def read_container_id(path: str = "/proc/self/cgroup") -> "Optional[str]":
-    """This process's container id, or None (no cgroup file, or not in a container)."""
+def _inode(cgroup_root: str, path: str) -> "Optional[int]":
     try:
-        with open(path) as f:
-            return container_id(f.read())
+        return os.stat(os.path.join(cgroup_root, path.strip("/"))).st_ino
     except OSError:
         return None
+
+
+def entity_headers(
+    cgroup_text: "Optional[str]",
+    environ: "Mapping[str, str]",
+    cgroup_root: str = "/sys/fs/cgroup",
+    inode_of: "Callable[[str, str], Optional[int]]" = _inode,
+) -> "Dict[str, str]":
+    """The container headers for ``cgroup_text`` (the cgroup file, None when unreadable)."""
+    headers: "Dict[str, str]" = {}
+    if cgroup_text:
+        cid = container_id(cgroup_text)
+        if cid:
+            headers[CONTAINER_ID_HEADER] = cid
+            headers[ENTITY_ID_HEADER] = "ci-" + cid
+        else:
+            for line in cgroup_text.splitlines():
+                match = _LINE.match(line.strip())
+                inode = inode_of(cgroup_root, match.group(3)) if match else None
+                if inode is not None:
+                    headers[ENTITY_ID_HEADER] = "in-%d" % inode
+                    break
+    external = environ.get("DD_EXTERNAL_ENV")
+    if external:
+        headers[EXTERNAL_ENV_HEADER] = external
+    return headers
+
+
+def read_entity_headers(path: str = "/proc/self/cgroup") -> "Dict[str, str]":
+    """This process's container headers (empty outside a container and cgroups)."""
+    try:
+        with open(path) as f:
+            text: "Optional[str]" = f.read()
+    except OSError:
+        text = None
+    return entity_headers(text, os.environ)
+

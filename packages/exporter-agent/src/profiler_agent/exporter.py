@@ -7,15 +7,16 @@ import time
 import uuid
 from collections import deque
 
+from profiler_core import trace_context
 from profiler_core._log import RateLimit, get_logger
 from profiler_core.interfaces import Exporter
 from profiler_core.threads import Condition, ProfilerThread
 from profiler_core.isolation import leave_signals_to_the_program
 
 from profiler_agent import __version__
-from profiler_agent.container import read_container_id
+from profiler_agent.container import read_entity_headers
 from profiler_agent.endpoint import resolve
-from profiler_agent.payload import build_files, pick_codec, runtime_tags
+from profiler_agent.payload import build_files, pick_codec, process_tags, profiler_config_tag, runtime_tags, settings_info
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class AgentExporter(Exporter):
                 config.upload_compression,
                 self.codec,
             )
-        self.container_id = read_container_id()
+        self.container_headers = read_entity_headers()
         # requests and the transport are imported on the thread that builds the exporter, not in the
         # uploader thread: a fork during an import there would leave the child's import lock held.
         from profiler_agent import transport
@@ -140,7 +141,13 @@ class AgentExporter(Exporter):
         self._retry_at = 0.0  # no attempt before this time.monotonic()
         self._last_failure = ""  # what the last failed attempt met, "unreachable" or "failed"
         self._last_error = ""
-        self.runtime_id = str(uuid.uuid4())
+        self.runtime_id = uuid.uuid4().hex  # as ddtrace's (and its traces') runtime-id
+        # What every upload of this process carries, made once per process (here, and again in a
+        # forked child), not per upload: the platform tag reads the interpreter's binary.
+        self._runtime_tags = runtime_tags(self.runtime_id, __version__)
+        self._runtime_tags["profiler_config"] = profiler_config_tag(self.config)
+        self._process_tags = process_tags(self.config.service is not None)
+        self._settings = settings_info(self.config)
 
     @classmethod
     def is_enabled(cls, config: "ProfilerConfig") -> bool:
@@ -333,24 +340,38 @@ class AgentExporter(Exporter):
             self._last_error = error
             self._cond.notify_all()
 
+    def _follow_tracer_runtime_id(self) -> None:
+        # A program traced by ddtrace: its profiles carry the tracer's runtime-id, as ddtrace's do,
+        # so that Datadog ties them to its traces.
+        tracer_runtime_id = trace_context.tracer_runtime_id
+        if tracer_runtime_id is None:
+            return
+        try:
+            runtime_id = tracer_runtime_id()
+        except Exception:
+            return
+        if runtime_id and runtime_id != self.runtime_id:
+            self.runtime_id = runtime_id
+            self._runtime_tags["runtime-id"] = runtime_id
+
     def _post(self, profile: "ExportedProfile", timeout: "Optional[float]" = None) -> None:
         transport = self._transport
         if self._session is None:
             self._session = transport.make_session(self.endpoint.unix_socket, self.config.api_timeout)
         tags = dict(profile.tags)
-        tags.update(runtime_tags(self.runtime_id, __version__))
+        self._follow_tracer_runtime_id()
+        tags.update(self._runtime_tags)
         headers = {
             "DD-EVP-ORIGIN": ORIGIN,
             "DD-EVP-ORIGIN-VERSION": __version__,
             "User-Agent": USER_AGENT,
         }
-        if self.container_id:
-            headers["Datadog-Container-ID"] = self.container_id
+        headers.update(self.container_headers)
         headers.update(self.endpoint.headers)
         try:
             response = self._session.post(
                 self.endpoint.url,
-                files=build_files(profile, tags, self.codec),
+                files=build_files(profile, tags, self.codec, self._process_tags, self._settings),
                 headers=headers,
                 timeout=self.config.api_timeout if timeout is None else timeout,
                 allow_redirects=False,  # the API key must not follow a redirect anywhere

@@ -57,9 +57,12 @@ def announce_profiles(prefix: str) -> None:
 
 def chain_sitecustomize(bootstrap_file: str) -> None:
     """Execute the next ``sitecustomize`` on ``sys.path`` after ours, as Python would have without us."""
-    bootstrap_dir = os.path.dirname(os.path.abspath(bootstrap_file))
-    path = [p for p in sys.path if os.path.abspath(p or os.curdir) != bootstrap_dir]
-    spec = PathFinder.find_spec("sitecustomize", path)
+    from profiler_core.threads import own_work
+
+    with own_work():  # looking for it is the launcher's work; running it is the program's
+        bootstrap_dir = os.path.dirname(os.path.abspath(bootstrap_file))
+        path = [p for p in sys.path if os.path.abspath(p or os.curdir) != bootstrap_dir]
+        spec = PathFinder.find_spec("sitecustomize", path)
     if spec is None or spec.loader is None:
         return
     module = importlib.util.module_from_spec(spec)

@@ -4,7 +4,9 @@
 prints flat and cumulative totals, like ``go tool pprof -top``;
 ``profiler flamegraph FILE... -o out.html`` writes an interactive flame graph page;
 ``profiler diff BASE NEW [--html out.html]`` shows what got slower or faster;
-``profiler collapsed`` and ``profiler speedscope`` export for other viewers.
+``profiler collapsed`` and ``profiler speedscope`` export for other viewers. Each takes
+``--endpoint 'GET /users'``, ``--span ID`` and ``--where LABEL=VALUE`` to look at one endpoint,
+one request or one span (trace correlation's labels), or any label value.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import os
 import sys
 from collections import defaultdict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from profiler.exports import collapsed, speedscope, write_json
 from profiler.pprof_reader import FrameKey, ProfileError, ProfileSample, ProfileSet, load, max_bytes_from
@@ -146,6 +148,9 @@ def print_top(profiles: ProfileSet, sample_type: str, by: str, limit: int, out=N
     rows = top(profiles, sample_type, by)
     total = sum(sample.values.get(sample_type, 0) for sample in profiles.samples)
     out.write(printable("%s: total %s over %d stacks, by %s" % (sample_type, format_value(total, unit), len(profiles.samples), by)) + "\n")
+    note = estimate_note(profiles, sample_type)
+    if note:
+        out.write(note + "\n")
     out.write("%10s %6s %10s %6s  %s\n" % ("flat", "flat%", "cum", "cum%", printable(by)))
     for key, flat, cum in rows[:limit]:
         out.write(
@@ -155,6 +160,16 @@ def print_top(profiles: ProfileSet, sample_type: str, by: str, limit: int, out=N
         )
     if len(rows) > limit:
         out.write("(%d more; --limit to see them)\n" % (len(rows) - limit))
+
+
+def estimate_note(profiles: ProfileSet, sample_type: str) -> str:
+    """One line saying that ``sample_type``'s values are estimates scaled up from sampled events
+    (the profile stores each sampled event once, as ddtrace does), or "" when they are not."""
+    factor = profiles.estimated.get(sample_type)
+    if not factor or factor == 1.0:
+        return ""
+    return "(estimated: each sampled event counted %g times, from the sampling rate of %g%% the profile records)" % (
+        factor, 100.0 / factor)
 
 
 def diff(base: ProfileSet, new: ProfileSet, sample_type: str, by: str = "function") -> "List[Tuple[str, int, int]]":
@@ -179,6 +194,9 @@ def print_diff(base: ProfileSet, new: ProfileSet, sample_type: str, by: str, lim
     unit = new.units.get(sample_type) or base.units.get(sample_type, "count")
     per = "/s" if base.duration_ns and new.duration_ns else ""
     out.write(printable("%s%s, flat, by %s: base -> new (change)" % (sample_type, per, by)) + "\n")
+    note = estimate_note(new, sample_type) or estimate_note(base, sample_type)
+    if note:
+        out.write(note + "\n")
     rows = diff(base, new, sample_type, by)
     for key, before, after in rows[:limit]:
         change = after - before
@@ -225,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-size", type=_positive_mib, metavar="MIB",
         help="largest profile read per file, in MiB once decompressed (default 256, or PROFILER_MAX_SIZE_MIB)",
     )
+    common.add_argument("--endpoint", help="only the samples of requests to this endpoint (label trace endpoint), e.g. 'GET /users'")
+    common.add_argument("--span", type=int, metavar="ID",
+                        help="only the samples of this span or of the request it is the local root of "
+                             "(span id / local root span id, as Datadog shows them)")
+    common.add_argument("--where", action="append", metavar="LABEL=VALUE", default=[],
+                        help="only the samples with this label value (repeatable; all must match)")
     sub = parser.add_subparsers(dest="command", required=True)
     p_top = sub.add_parser("top", parents=[common], help="table of the heaviest functions (or lines, files, threads, labels)")
     p_top.add_argument("files", nargs="+", help="pprof files (gzip or not); several are merged")
@@ -298,6 +322,49 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 141
 
 
+def sample_filter(args: argparse.Namespace) -> "Optional[Callable[[ProfileSample], bool]]":
+    """What ``--endpoint``, ``--span`` and ``--where`` keep, or None when none is given (a
+    ``--where`` without ``=`` is a usage error)."""
+    wanted: "List[Tuple[str, str]]" = []
+    for item in args.where:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(printable("profiler: --where %s: expected LABEL=VALUE" % item))
+        wanted.append((key, value))
+    if args.endpoint is not None:
+        wanted.append(("trace endpoint", args.endpoint))
+    span = args.span
+    if span is not None and span >= 2**63:
+        span -= 2**64  # the profile stores 64-bit ids as signed numbers
+    if not wanted and span is None:
+        return None
+
+    def keep(sample: ProfileSample) -> bool:
+        labels = sample.labels
+        if span is not None and labels.get("span id") != span and labels.get("local root span id") != span:
+            return False
+        return all(str(labels.get(key)) == value for key, value in wanted)
+
+    return keep
+
+
+def describe_filter(args: argparse.Namespace) -> str:
+    """The filter options given, as typed."""
+    parts = ["--where %s" % w for w in args.where]
+    if args.endpoint is not None:
+        parts.append("--endpoint %r" % args.endpoint)
+    if args.span is not None:
+        parts.append("--span %d" % args.span)
+    return " ".join(parts)
+
+
+def apply_filter(profiles: ProfileSet, keep: "Optional[Callable[[ProfileSample], bool]]") -> ProfileSet:
+    """``profiles`` with only the samples ``keep`` keeps (all of them when it is None)."""
+    if keep is not None:
+        profiles.samples = [sample for sample in profiles.samples if keep(sample)]
+    return profiles
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out the parsed command (errors as exceptions: see :func:`main`)."""
     files = [args.base, args.new] if args.command == "diff" else args.files
@@ -308,12 +375,16 @@ def run(args: argparse.Namespace) -> int:
     max_bytes, warning = max_bytes_from(args.max_size, os.environ.get("PROFILER_MAX_SIZE_MIB"))
     if warning:
         sys.stderr.write(printable("profiler: %s" % warning) + "\n")
+    keep = sample_filter(args)
     if args.command == "diff":
-        base, profiles = load([args.base], max_bytes), load([args.new], max_bytes)
+        base, profiles = apply_filter(load([args.base], max_bytes), keep), apply_filter(load([args.new], max_bytes), keep)
         by = check_grouping(args.by, base, profiles)
     else:
-        profiles = load(args.files, max_bytes)
+        profiles = apply_filter(load(args.files, max_bytes), keep)
         by = check_grouping(args.by, profiles) if args.command == "top" else "function"
+    if keep is not None and not profiles.samples:
+        sys.stderr.write(printable("profiler: no samples match %s in %s" % (describe_filter(args), describe(profiles))) + "\n")
+        return 1
     if args.command == "top":
         print_top(profiles, choose_type(profiles, args.type), by, args.limit)
     elif args.command == "diff":

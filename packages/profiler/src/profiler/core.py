@@ -16,8 +16,11 @@ from profiler_core.interfaces import Collector, Exporter
 from profiler_core.isolation import call_each
 from profiler_core.recorder import Recorder
 from profiler_core.scheduler import Scheduler
+from profiler_core.threads import own_work
 
-from profiler import exit_paths, registry
+from profiler_core import trace_context
+
+from profiler import exit_paths, registry, tracing
 
 LOG = get_logger("profiler")
 
@@ -30,9 +33,10 @@ _DDTRACE_ENABLE_ARGUMENTS = {
     "_lock_collector_enabled": "lock_enabled",
     "_memory_collector_enabled": "memory_enabled",
     "_exception_profiling_enabled": "exception_enabled",
+    "endpoint_collection_enabled": "endpoint_collection_enabled",
 }
 # ddtrace's arguments for what this project does not do (yet): accepted, with one notice.
-_DDTRACE_NOT_APPLICABLE = ("enable_code_provenance", "endpoint_collection_enabled")
+_DDTRACE_NOT_APPLICABLE = ("enable_code_provenance",)
 
 
 def _ddtrace_arguments(options: "Dict[str, Any]") -> None:
@@ -153,7 +157,8 @@ class Profiler:
                     return
                 _RUNNING = self
             try:
-                self._start_locked(stop_on_exit, profile_children)
+                with own_work():  # what starting allocates or locks in this thread is not the program's
+                    self._start_locked(stop_on_exit, profile_children)
             finally:
                 if self._status != "running":
                     _clear_running(self)
@@ -182,6 +187,7 @@ class Profiler:
                 LOG.exception("collector %s failed to start; continuing without it", getattr(cls, "name", cls))
                 continue
             self.collectors.append(collector)
+        tracing.start(config, self.tracer)
         self._scheduler = Scheduler(self.recorder, self.collectors, self.exporters, config, failures=self._failures)
         self._scheduler.start()
         self._status = "running"
@@ -243,13 +249,14 @@ class Profiler:
 
         Exporters get ``timeout`` seconds to deliver what is left.
         """
-        with self._lock:
+        with self._lock, own_work():
             if self._status != "running":
                 return
             self._status = "stopped"
             call_each(reversed(self.collectors), lambda c: c.stop(), "to stop", self._failures, self._limit)
             if self._scheduler is not None:
                 self._scheduler.stop(flush=flush, timeout=timeout)
+            tracing.stop()
             if self._stop_on_exit:
                 atexit.unregister(self._at_exit)
             _clear_running(self)
@@ -288,7 +295,7 @@ class Profiler:
             scheduler.flush()
 
     def _at_exit(self) -> None:
-        with exit_paths.exit_flush():
+        with own_work(), exit_paths.exit_flush():
             try:
                 self.stop(flush=True)
             except Exception:
@@ -303,18 +310,20 @@ class Profiler:
             # A uWSGI worker of a master that ran no profiler thread: the profiler starts here.
             self._waiting_for_workers = False
             self._status = "stopped"
-            with self._lock:
+            with self._lock, own_work():
                 self._start_locked(self._stop_on_exit, self._profile_children)
             return
         assert self.recorder is not None and self._scheduler is not None
         self.recorder.reset_after_fork()
+        trace_context.after_fork_in_child()
         if not self._profile_children:
             call_each(reversed(self.collectors), lambda c: c.stop(), "to stop in a forked child")
             self._status = "stopped"
             _clear_running(self)
             return
-        call_each(self.collectors, lambda c: c.after_fork_in_child(), "to restart after fork")
-        self._scheduler.after_fork_in_child()
+        with own_work():
+            call_each(self.collectors, lambda c: c.after_fork_in_child(), "to restart after fork")
+            self._scheduler.after_fork_in_child()
 
 
 #: The profiler running in this process, if any: one process has one profiler.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import _signal
 import _thread
+import atexit
 import os
 import sys
 
@@ -95,6 +96,24 @@ class exit_flush:
             _signal.raise_signal(_signal.SIGTERM)
 
 
+def _shutting_down() -> bool:
+    """Whether the interpreter has begun to exit (``threading._shutdown``, ``atexit``): from
+    CPython 3.12 no thread can be started then."""
+    threading = sys.modules.get("threading")
+    return sys.is_finalizing() or bool(getattr(threading, "_SHUTTING_DOWN", False))
+
+
+def _raise_pending_sigterm() -> None:
+    # The last exit function: a SIGTERM that came while the interpreter was exiting, handled by
+    # letting the exit's own flush run, now ends the process as it would have.
+    if _sigterm_pending and not _flushing_thread:
+        _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+        _signal.raise_signal(_signal.SIGTERM)
+
+
+atexit.register(_raise_pending_sigterm)  # at import, so after the profiler's own exit flush
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     global _sigterm_pending, _sigterm_begun
     _sigterm_begun = True
@@ -103,6 +122,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
     if _flushing_thread == _thread.get_ident():
         # This thread was flushing for the exit (multiprocessing's finalizer, atexit) when the
         # signal came: waiting here would wait for itself. That flush goes on, then SIGTERM again.
+        _sigterm_pending = True
+        return
+    if _shutting_down():
+        # The exit under way flushes (the profiler's atexit hook) and no thread can be started to
+        # flush from here (3.12+): let it, then SIGTERM again (exit_flush, _raise_pending_sigterm).
+        # A multiprocessing worker that Pool.terminate() signalled as it was exiting lost its
+        # profile here, one in about 8 pools on 3.12.
         _sigterm_pending = True
         return
     try:

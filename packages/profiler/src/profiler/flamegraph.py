@@ -258,11 +258,15 @@ def _script_safe(text: str) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
-def render(trees: "Dict[str, dict]", units: "Dict[str, str]", title: str, differential: bool = False) -> str:
-    """The HTML page for ``trees`` (one per sample type)."""
+def render(trees: "Dict[str, dict]", units: "Dict[str, str]", title: str, differential: bool = False,
+           endpoints: "Optional[Dict[str, Dict[str, dict]]]" = None) -> str:
+    """The HTML page for ``trees`` (one per sample type), and for each endpoint of ``endpoints``
+    (``{endpoint: trees}``) the trees of its samples alone, chosen in the page."""
     strings: "Dict[str, int]" = {}
     flat = {t: flatten(tree, strings) for t, tree in trees.items()}
-    data = {"title": title, "differential": differential, "units": units, "strings": list(strings), "trees": flat}
+    by_endpoint = {e: {t: flatten(tree, strings) for t, tree in per.items()} for e, per in (endpoints or {}).items()}
+    data = {"title": title, "differential": differential, "units": units, "strings": list(strings), "trees": flat,
+            "endpoints": by_endpoint}
     return PAGE.format(
         title=_html_escape(title),
         css=_asset("d3-flamegraph.css"),
@@ -286,10 +290,31 @@ def types_with_data(profiles: ProfileSet) -> "List[str]":
     return [t for t in PREFERRED if t in found] + [t for t in found if t not in PREFERRED]
 
 
+MAX_ENDPOINTS = 20  # endpoints the page can show alone, the heaviest first
+
+
+def endpoints_of(profiles: ProfileSet, sample_type: str, limit: int = MAX_ENDPOINTS) -> "List[str]":
+    """The ``trace endpoint`` labels of ``profiles``, heaviest in ``sample_type`` first."""
+    totals: "Dict[str, int]" = {}
+    for sample in profiles.samples:
+        endpoint = sample.labels.get("trace endpoint")
+        if isinstance(endpoint, str):
+            totals[endpoint] = totals.get(endpoint, 0) + sample.values.get(sample_type, 0)
+    return sorted(totals, key=lambda e: (-totals[e], e))[:limit]
+
+
 def flamegraph_html(profiles: ProfileSet, sample_types: "Iterable[str]", title: str) -> str:
-    """A page with a flame graph of each of ``sample_types``."""
+    """A page with a flame graph of each of ``sample_types``, and of each endpoint's samples alone
+    (an Endpoint selector, when the samples carry ``trace endpoint``)."""
+    sample_types = list(sample_types)
     stacks = SortedStacks(profiles)
-    return render({t: build_tree(profiles, t, stacks=stacks) for t in sample_types}, profiles.units, title)
+    trees = {t: build_tree(profiles, t, stacks=stacks) for t in sample_types}
+    endpoints = {}
+    for endpoint in endpoints_of(profiles, sample_types[0]) if sample_types else []:
+        alone = ProfileSet(samples=[x for x in profiles.samples if x.labels.get("trace endpoint") == endpoint],
+                           units=profiles.units, estimated=profiles.estimated, duration_ns=profiles.duration_ns)
+        endpoints[endpoint] = {t: build_tree(alone, t) for t in sample_types}
+    return render(trees, profiles.units, title, endpoints=endpoints)
 
 
 def diff_html(base: ProfileSet, new: ProfileSet, sample_types: "Iterable[str]", title: str) -> str:
@@ -315,6 +340,7 @@ h1 {{ font-size: 16px; margin: 0 12px 0 0; }}
 <header>
 <h1>{title}</h1>
 <label>Sample type <select id="type"></select></label>
+<label id="endpoint-label" hidden>Endpoint <select id="endpoint"><option value="">all</option></select></label>
 <input id="search" type="search" placeholder="Search functions or files">
 <button id="reset">Reset zoom</button>
 <span id="summary"></span>
@@ -358,17 +384,22 @@ APP = r"""
     return sign + v.toLocaleString("en-US");
   }
 
+  const endpointSelect = document.getElementById("endpoint");
+  let endpoint = "";  // "" : every sample; else one endpoint's alone
   function setStatus(extra) {
     for (const k in extra) status.dataset[k] = extra[k];
     status.dataset.type = current;
+    status.dataset.endpoint = endpoint;
     status.dataset.frames = document.querySelectorAll("#chart g.frame").length;
   }
 
   // The trees come flat (see flatten() in flamegraph.py): nested here, in a loop, whatever the depth.
   const inflated = {};
+  function treesShown() { return endpoint ? PROFILE.endpoints[endpoint] : PROFILE.trees; }
   function inflate(type) {
-    if (inflated[type]) return inflated[type];
-    const flat = PROFILE.trees[type], nodes = flat.nodes, stride = flat.stride, strings = PROFILE.strings;
+    const key = endpoint + "\u0000" + type;
+    if (inflated[key]) return inflated[key];
+    const flat = treesShown()[type], nodes = flat.nodes, stride = flat.stride, strings = PROFILE.strings;
     const made = [];
     for (let i = 0; i < nodes.length; i += stride) {
       const node = { name: strings[nodes[i + 1]], file: strings[nodes[i + 2]], value: nodes[i + 3], children: [] };
@@ -376,7 +407,7 @@ APP = r"""
       if (nodes[i] >= 0) made[nodes[i]].children.push(node);
       made.push(node);
     }
-    return (inflated[type] = made[0]);
+    return (inflated[key] = made[0]);
   }
 
   function draw(type) {
@@ -436,6 +467,14 @@ APP = r"""
     select.appendChild(option);
   }
   select.addEventListener("change", function () { draw(select.value); });
+  const endpointNames = Object.keys(PROFILE.endpoints || {});
+  for (const e of endpointNames) {
+    const option = document.createElement("option");
+    option.value = option.textContent = e;
+    endpointSelect.appendChild(option);
+  }
+  if (endpointNames.length) document.getElementById("endpoint-label").hidden = false;
+  endpointSelect.addEventListener("change", function () { endpoint = endpointSelect.value; draw(current); });
   search.addEventListener("input", function () {
     searchTerm = search.value;
     if (searchTerm) chart.search(searchTerm); else { chart.clear(); setStatus({ matches: 0 }); summary.textContent = ""; }
@@ -446,6 +485,9 @@ APP = r"""
   const params = new URLSearchParams(location.hash.slice(1));
   const first = params.get("type") && PROFILE.trees[params.get("type")] ? params.get("type") : types[0];
   if (!first) { status.dataset.frames = 0; return; }
+  if (params.get("endpoint") && PROFILE.endpoints && PROFILE.endpoints[params.get("endpoint")]) {
+    endpoint = endpointSelect.value = params.get("endpoint");
+  }
   select.value = first;
   draw(first);
   if (params.get("search")) {

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Dict, Iterable, List, Optional, Set, Tuple
 
 from profiler_core.pprof import profile_pb2
+from profiler_core.sampling import rates_from_comments
 
 FrameKey = Tuple[str, str, int]  # (function, filename, line)
 
@@ -56,6 +57,9 @@ class ProfileSet:
 
     samples: List[ProfileSample] = field(default_factory=list)
     units: Dict[str, str] = field(default_factory=dict)
+    #: Sample types whose values count sampled events (lock, exception): each is multiplied by
+    #: the inverse of the sampling rate the profile records, for an estimate; type -> factor.
+    estimated: Dict[str, float] = field(default_factory=dict)
     duration_ns: int = 0
     label_keys: Set[str] = field(default_factory=set)
     paths: List[str] = field(default_factory=list)
@@ -177,6 +181,9 @@ def add_profile(out: ProfileSet, profile, path: str = "<profile>") -> None:
     :class:`ProfileError` naming ``path`` for a dangling one)."""
     s = _Strings(path, profile.string_table)
     types = [s(t.type, "sample type") for t in profile.sample_type]
+    rates = rates_from_comments(s(c, "a comment") for c in profile.comment)
+    scale = {name: 1.0 / rates[name] for name in types if name in rates}
+    out.estimated.update(scale)
     for t in profile.sample_type:
         out.units.setdefault(s(t.type, "sample type"), s(t.unit, "sample type unit"))
     functions: Dict[int, Tuple[str, str]] = {}
@@ -224,6 +231,9 @@ def add_profile(out: ProfileSet, profile, path: str = "<profile>") -> None:
         if len(raw) != ntypes:
             raise ProfileError(path, "a sample has %d values for %d sample types" % (len(raw), ntypes))
         values = {name: v for name, v in zip(types, raw) if v}
+        if scale:
+            for name in scale.keys() & values.keys():
+                values[name] = int(round(values[name] * scale[name]))
         append(ProfileSample(frames_t, labels, values))
     out.duration_ns += max(0, profile.duration_nanos)
 

@@ -54,7 +54,7 @@ def encode_profile(
 
     The profile's sample types are ``sample_types`` plus any type present in the
     snapshot, named and ordered as ddtrace does. ``period`` is ``(sample type,
-    period)`` for ``period_type``/``period``; ``default_sample_type`` is CPU time
+    period)`` for ``period_type``/``period`` (by default the default sample type and 1, as ddtrace); ``default_sample_type`` is CPU time
     where present (see :func:`default_sample_type`). A non-zero drop count is reported
     as a comment. Locations and functions are deduplicated; the leaf frame's
     class name, when known, becomes a ``class name`` label.
@@ -131,12 +131,14 @@ def encode_profile(
         sample_fields.append(message_field(2, encoded_stack + encoded_row + encoded_labels))
 
     tail = [int_field(9, snapshot.start_ns), int_field(10, snapshot.duration_ns)]
+    default = default_sample_type(types)
+    if period is None and default is not None:
+        period = (default, 1)  # as ddtrace: tools that need a period type (go tool pprof -top) get one
     if period is not None:
         period_name, period_value = period
         tail.append(message_field(11, int_field(1, strings(period_name))
                                   + int_field(2, strings(SAMPLE_TYPES.get(period_name, "count")))))
         tail.append(int_field(12, int(period_value)))
-    default = default_sample_type(types)
     default_index = strings(default) if default is not None else 0
     all_comments = list(comments)
     if snapshot.dropped:

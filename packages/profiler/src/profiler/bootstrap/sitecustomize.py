@@ -4,14 +4,18 @@ import sys
 
 
 def _start_and_chain() -> None:
+    chain_sitecustomize = None
     try:
-        from profiler._launch import start_from_environment
+        from profiler._launch import chain_sitecustomize, start_from_environment
+        from profiler_core.threads import own_work
 
-        start_from_environment()
+        with own_work():  # the launcher's work in the program's thread: not the program's
+            start_from_environment()
     except Exception as exc:  # the host must start even if the profiler cannot
         sys.stderr.write("profiler: not started: %r\n" % (exc,))
     try:
-        from profiler._launch import chain_sitecustomize
+        if chain_sitecustomize is None:
+            from profiler._launch import chain_sitecustomize
 
         chain_sitecustomize(__file__)
     except Exception as exc:

@@ -1,0 +1,281 @@
+"""Which trace span each thread and asyncio task runs in: the labels that tie samples to traces.
+
+A tracer integration (``profiler.tracing``) reports spans as the tracer activates and finishes
+them; the collectors ask which span a thread or task was in when they sampled it and add the
+labels ddtrace adds: ``span id`` and ``local root span id`` (numbers, the 64-bit ids read as
+signed, as in ddtrace's pprof) and ``trace type`` (the local root span's type, ``web`` for a
+request). At each flush the scheduler adds ``trace endpoint`` (the local root span's resource,
+``GET /burn``) to the samples of web requests that finished in the period, as Datadog's library
+does, and reports how many requests each endpoint served (``endpoint_counts``).
+
+Links are kept per thread and per asyncio task (a task switch changes the span a thread runs in
+without any event), each with a short history, so that a sample read some milliseconds after its
+capture (the stack sampler turns captures into samples in batches) gets the span of the moment it
+was captured. Everything is plain dict and list operations under the GIL: no lock to be caught
+held by a fork, nothing that can raise into the tracer's code.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from _thread import get_ident as _get_ident
+from bisect import bisect_right
+from operator import itemgetter
+
+from profiler_core.events import LOCAL_ROOT_SPAN_ID, SPAN_ID, TRACE_ENDPOINT, TRACE_TYPE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional, Tuple
+
+    Labels = Tuple[Tuple[str, object], ...]
+    History = List[Tuple[int, Optional[Labels]]]
+
+_TWO_63 = 1 << 63
+_TWO_64 = 1 << 64
+# A sample can be read up to a batch of captures after it was taken (more when the sampler waits
+# for the GIL): a thread's or task's links of the last second are kept for it, up to MAX_HISTORY.
+RETAIN_NS = 1_000_000_000
+MAX_HISTORY = 4096
+RECENT_NS = 2_000_000_000  # a link ended this long ago can no longer be asked for
+MAX_KEYS = 20_000  # threads and tasks with links, before ended ones are forgotten
+MAX_ROOTS = 100_000  # finished requests whose endpoint is kept until the next flush
+
+_monotonic_ns = time.monotonic_ns
+_since = itemgetter(0)
+_thread_links: "Dict[int, History]" = {}
+_task_links: "Dict[int, History]" = {}
+_span_keys: "Dict[int, Tuple[Dict[int, History], int]]" = {}  # span id -> where it was linked last
+_endpoint_counts: "Dict[str, int]" = {}
+_root_endpoints: "Dict[int, str]" = {}
+#: Whether a tracer integration reports spans; the collectors look for links only then.
+active = False
+#: Whether endpoints are recorded (``DD_PROFILING_ENDPOINT_COLLECTION_ENABLED``).
+endpoints_enabled = True
+#: Finished requests whose endpoint could not be kept (more than MAX_ROOTS in one period).
+endpoints_dropped = 0
+#: Links not kept: more than MAX_KEYS threads and tasks were in a span at once.
+links_dropped = 0
+_full_until = 0
+#: The tracer's runtime id, for the uploads to carry the same one as its traces (None: ours).
+tracer_runtime_id: "Optional[Callable[[], Optional[str]]]" = None
+
+
+def signed_id(span_id: int) -> int:
+    """A 64-bit span id as pprof's signed int64 label number, as ddtrace writes it."""
+    return span_id - _TWO_64 if span_id >= _TWO_63 else span_id
+
+
+def span_labels(span_id: int, local_root_span_id: int, trace_type: "Optional[str]") -> "Labels":
+    """The labels of a sample taken in span ``span_id`` (a 64-bit id) of the request
+    ``local_root_span_id``."""
+    if span_id >= _TWO_63:
+        span_id -= _TWO_64
+    if local_root_span_id >= _TWO_63:
+        local_root_span_id -= _TWO_64
+    if trace_type:
+        return ((SPAN_ID, span_id), (LOCAL_ROOT_SPAN_ID, local_root_span_id), (TRACE_TYPE, str(trace_type)))
+    return ((SPAN_ID, span_id), (LOCAL_ROOT_SPAN_ID, local_root_span_id))
+
+
+_running_loop = None  # asyncio's _get_running_loop, once asyncio is imported (never imported here)
+
+
+def _current_task() -> "Optional[object]":
+    # The asyncio task running on this thread, without importing asyncio.
+    global _running_loop
+    if _running_loop is None:
+        events = sys.modules.get("asyncio.events")
+        if events is None:
+            return None
+        _running_loop = events._get_running_loop
+    loop = _running_loop()
+    if loop is None:
+        return None
+    return sys.modules["asyncio.tasks"].current_task(loop)
+
+
+def _key() -> "Tuple[Dict[int, History], int]":
+    task = _current_task()
+    if task is not None:
+        return _task_links, id(task)
+    return _thread_links, _get_ident()
+
+
+def _append(links: "Dict[int, History]", key: int, labels: "Optional[Labels]", now: int) -> None:
+    global links_dropped, _full_until
+    history = links.get(key)
+    if history is None:
+        if labels is None:
+            return
+        if len(links) >= MAX_KEYS:
+            if now < _full_until:
+                links_dropped += 1
+                return
+            _forget_ended(links, now)
+            if len(links) >= MAX_KEYS:  # all in a span: this one's samples go without its span
+                _full_until = now + 100_000_000  # look again in 0.1 s, not at every link
+                links_dropped += 1
+                return
+        links[key] = [(now, labels)]
+        return
+    history.append((now, labels))
+    n = len(history)
+    if n & 63 == 0:  # every 64 links: what is older than RETAIN_NS goes (but the link then in
+        # force), and at most MAX_HISTORY stay
+        cut = bisect_right(history, now - RETAIN_NS, key=_since) - 1 if history[0][0] < now - RETAIN_NS else 0
+        cut = max(cut, n - MAX_HISTORY)
+        if cut > 0:
+            del history[:cut]
+
+
+def link(span_id: int, labels: "Labels") -> None:
+    """The calling thread (or the asyncio task it runs) is now in span ``span_id``, whose sample
+    labels are ``labels`` (:func:`span_labels`)."""
+    links, key = _key()
+    _append(links, key, labels, _monotonic_ns())
+    _span_keys[span_id] = (links, key)  # where it was linked last: a tracer activates a span in one place
+
+
+def unlink() -> None:
+    """The calling thread (or the asyncio task it runs) is in no span now."""
+    links, key = _key()
+    _append(links, key, None, _monotonic_ns())
+
+
+def span_finished(span_id: int) -> None:
+    """Span ``span_id`` finished, maybe on another thread: wherever it is still the current span,
+    there is none now (the tracer activates the parent in the thread that finished it, not in
+    the others)."""
+    where = _span_keys.pop(span_id, None)
+    if where is None:
+        return
+    links, key = where
+    history = links.get(key)
+    if history and history[-1][1] is not None and history[-1][1][0][1] == signed_id(span_id):
+        _append(links, key, None, _monotonic_ns())
+
+
+def request_finished(local_root_span_id: int, endpoint: str) -> None:
+    """A request (a local root span of type ``web``) finished: its samples get ``trace endpoint``
+    ``endpoint`` at the next flush and the endpoint's request count goes up by one."""
+    global endpoints_dropped
+    if not endpoints_enabled or not endpoint:
+        return
+    _endpoint_counts[endpoint] = _endpoint_counts.get(endpoint, 0) + 1
+    if len(_root_endpoints) < MAX_ROOTS:
+        _root_endpoints[signed_id(local_root_span_id)] = endpoint
+    else:
+        endpoints_dropped += 1
+
+
+def _at(history: "Optional[History]", when_ns: "Optional[int]") -> "Labels":
+    if not history:
+        return ()
+    if when_ns is None:
+        labels = history[-1][1]
+        return labels if labels is not None else ()
+    i = bisect_right(history, when_ns, key=_since)
+    if i == 0:
+        return ()
+    labels = history[i - 1][1]
+    return labels if labels is not None else ()
+
+
+def labels_at(thread_ident: int, task_id: "Optional[int]" = None, when_ns: "Optional[int]" = None) -> "Labels":
+    """The span labels of a sample of thread ``thread_ident`` (running asyncio task ``task_id``,
+    if any) taken at ``when_ns`` (``time.monotonic_ns()``; None: now); ``()`` outside any span."""
+    if task_id is not None:
+        history = _task_links.get(task_id)
+        if history:
+            return _at(history, when_ns)
+    return _at(_thread_links.get(thread_ident), when_ns)
+
+
+def labels_of_task(task_id: int, when_ns: "Optional[int]" = None) -> "Labels":
+    """The span labels of a sample of a suspended asyncio task (its own links only: the thread's
+    are those of whatever runs on it now)."""
+    return _at(_task_links.get(task_id), when_ns)
+
+
+def current_labels() -> "Labels":
+    """The span labels of a sample taken now in the calling thread or task."""
+    if not active:
+        return ()
+    task = _current_task()
+    return labels_at(_get_ident(), id(task) if task is not None else None)
+
+
+def _forget_ended(links: "Dict[int, History]", now: int) -> None:
+    # Threads and tasks out of any span for a while are not asked about any more.
+    old = now - RECENT_NS
+    for key in [k for k, h in links.items() if h[-1][1] is None and h[-1][0] < old]:
+        del links[key]
+
+
+def take_endpoints() -> "Tuple[Dict[str, int], Dict[int, str]]":
+    """The period's endpoint counts and ``{local root span id label: endpoint}``, reset for the next."""
+    global _endpoint_counts, _root_endpoints
+    counts, roots = _endpoint_counts, _root_endpoints
+    _endpoint_counts, _root_endpoints = {}, {}
+    now = _monotonic_ns()
+    _forget_ended(_thread_links, now)
+    _forget_ended(_task_links, now)
+    return counts, roots
+
+
+def label_endpoints(samples: dict, roots: "Dict[int, str]") -> dict:
+    """``samples`` (the recorder's ``{(stack, labels): values}``) with ``trace endpoint`` added
+    to those of the requests in ``roots`` (from :func:`take_endpoints`)."""
+    if not roots:
+        return samples
+    out: dict = {}
+    relabelled: "Dict[int, Labels]" = {}
+    for (stack, labels), values in samples.items():
+        new = relabelled.get(id(labels))
+        if new is None:
+            new = labels
+            for key, value in labels:
+                if key == LOCAL_ROOT_SPAN_ID:
+                    endpoint = roots.get(value)  # type: ignore[call-overload]
+                    if endpoint is not None:
+                        new = labels + ((TRACE_ENDPOINT, endpoint),)
+                    break
+            relabelled[id(labels)] = new
+        key2 = (stack, new)
+        if key2 in out:
+            merged = dict(out[key2])
+            for name, value in values.items():
+                merged[name] = merged.get(name, 0) + value
+            out[key2] = merged
+        else:
+            out[key2] = values
+    return out
+
+
+def after_fork_in_child() -> None:
+    """In a forked child only the thread that forked runs: the other threads' links are gone, and
+    the parent reports the requests that finished before the fork."""
+    ident = _get_ident()
+    for key in [k for k in _thread_links if k != ident]:
+        del _thread_links[key]
+    for span_id, (links, key) in list(_span_keys.items()):
+        if links is not _task_links and key != ident:
+            del _span_keys[span_id]
+    _endpoint_counts.clear()
+    _root_endpoints.clear()
+
+
+def reset() -> None:
+    """Forget every link and endpoint (the integration stopped)."""
+    global active, tracer_runtime_id, _full_until
+    active = False
+    tracer_runtime_id = None
+    _full_until = 0
+    _thread_links.clear()
+    _task_links.clear()
+    _span_keys.clear()
+    _endpoint_counts.clear()
+    _root_endpoints.clear()
+
