@@ -1,8 +1,11 @@
 """Running a program under ``profiler-run`` from a test (shared by tests/profiler)."""
 
 import os
+import signal
 import subprocess
 import sys
+
+from hang_report import hang_report, with_faulthandler
 
 
 def run_launched(args, tmp_path, env_extra=None, script=None, timeout=60):
@@ -14,4 +17,19 @@ def run_launched(args, tmp_path, env_extra=None, script=None, timeout=60):
         path.write_text(script)
         args = [str(path) if a == "{script}" else a for a in args]
     launcher = [sys.executable, "-m", "profiler.run"]
-    return subprocess.run(launcher + args, env=env, capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path))
+    proc = subprocess.Popen(launcher + args, env=with_faulthandler(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=str(tmp_path), start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        report = hang_report(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        raise AssertionError("no exit after %s s\n%s\nstdout:\n%s\nstderr:\n%s" % (
+            timeout, report, stdout[-3000:], stderr[-8000:])) from None
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind
+        except OSError:
+            pass
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

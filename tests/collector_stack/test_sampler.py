@@ -444,20 +444,30 @@ def test_threads_started_while_sampling_have_one_native_id_each():
         while time.thread_time() < end:
             pass
 
+    seen = {}
+
+    def look():
+        for (_stack, labels), _values in recorder.flush().samples.items():
+            d = dict(labels)
+            if d["thread name"].startswith("fresh-"):
+                seen.setdefault(d["thread name"], set()).add(d["thread native id"])
+
     collector.start()
     try:
-        for i in range(20):
+        # Threads one after another until 10 were sampled: on a loaded machine a 30 ms thread
+        # may end between two captures (7 of 20 were sampled once with both cores busy).
+        for i in range(200):
             t = threading.Thread(target=burn, name="fresh-%d" % i)
             t.start()
             t.join()
-        collector.snapshot()
+            if i % 5 == 4:
+                collector.snapshot()
+                look()
+                if len(seen) >= 10:
+                    break
     finally:
         collector.stop()
-    seen = {}
-    for (_stack, labels), _values in recorder.flush().samples.items():
-        d = dict(labels)
-        if d["thread name"].startswith("fresh-"):
-            seen.setdefault(d["thread name"], set()).add(d["thread native id"])
+    look()
     assert len(seen) >= 10, seen
     for name, ids in seen.items():
         assert ids == {natives[name]}, (name, ids, natives[name], seen, natives)

@@ -85,7 +85,8 @@ def test_profiler_run_and_import_profiler_auto_run_one_profiler(tmp_path):
     out = tmp_path / "out"
     result = run_launched(["--output", str(out), sys.executable, "{script}"], tmp_path, script=AUTO_APP)
     assert result.returncode == 0, result.stderr
-    assert "samplers 1" in result.stdout
+    # Seen once on 3.10, not reproduced: rc 0 with nothing on stdout. The message says what else came.
+    assert "samplers 1" in result.stdout, (result.stdout, result.stderr, os.listdir(str(out)) if out.exists() else None)
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stderr.count("already running") == 1, result.stderr
     files = glob.glob(str(out / "profile.*.pprof"))

@@ -17,6 +17,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from hang_report import hang_report, with_faulthandler
 from pprof_helpers import decode, profile_files
 from waiting import wait_until
 
@@ -131,7 +132,7 @@ class ServerRun:
     def check(self, expect_workers: int = 1, handler_in_every_answering_worker: bool = True, exempt=()):
         """The matrix's promises: a prompt exit, no traceback, nothing left, a profile per process,
         the handler in each worker that answered."""
-        tail = self.stderr[-4000:]
+        tail = self.stderr[-12000:]
         assert self.exit_seconds < EXIT_WITHIN, "exit took %.1f s\n%s" % (self.exit_seconds, tail)
         assert not self.leftover, "processes left behind: %s\n%s" % (self.leftover, tail)
         assert "Traceback" not in self.stderr, tail
@@ -175,9 +176,10 @@ def run_server(tmp_path, command, port, requests=40, clients=4, env_extra=None, 
         env["DD_PROFILING_OUTPUT_PPROF"] = str(out / "profile")
     stderr_path = tmp_path / "stderr.txt"
     with open(stderr_path, "wb") as stderr_file:
-        proc = subprocess.Popen(launcher + list(command), env=env, stdout=subprocess.DEVNULL, stderr=stderr_file,
+        proc = subprocess.Popen(launcher + list(command), env=with_faulthandler(env), stdout=subprocess.DEVNULL, stderr=stderr_file,
                                 cwd=str(tmp_path), start_new_session=True)
     lived = set()
+    report = ""
     try:
         assert wait_for_port(port, proc), "the server did not listen\n" + stderr_path.read_text()[-4000:]
         if settle is not None:
@@ -198,10 +200,13 @@ def run_server(tmp_path, command, port, requests=40, clients=4, env_extra=None, 
         wait_until(lambda: not any(alive(p) for p in lived), timeout=EXIT_WITHIN + 5)
         exit_seconds = time.monotonic() - began
         leftover = sorted(p for p in lived if alive(p))
+        if leftover:
+            report = hang_report(([proc.pid] if returncode is None else []) + leftover)
     finally:
         kill_group(proc)
     profiles = profiles_by_pid(out)
     # A process that forked and exec'd nothing else but lived only an instant (e.g. a helper) may
     # have nothing to record; every process counted here ran Python for the whole test.
-    return ServerRun(returncode, exit_seconds, stderr_path.read_text(errors="replace"), answered_by,
+    stderr = stderr_path.read_text(errors="replace")
+    return ServerRun(returncode, exit_seconds, stderr + ("\n" + report if report else ""), answered_by,
                      sorted(lived), profiles, leftover)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from hang_report import hang_report, with_faulthandler
 from harness import clean_env, kill_group, profiles_by_pid
 from pprof_helpers import decode
 
@@ -50,10 +51,15 @@ def launch(tmp_path, script, *args, env_extra=None, timeout=60):
     path.write_text(script)
     out = tmp_path / "profiles"
     command = [sys.executable, "-m", "profiler.run", "--output", str(out), sys.executable, str(path), *args]
-    proc = subprocess.Popen(command, env=clean_env(env_extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=str(tmp_path), start_new_session=True)
+    proc = subprocess.Popen(command, env=with_faulthandler(clean_env(env_extra)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=str(tmp_path), start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        report = hang_report(proc.pid)
+        kill_group(proc)
+        stdout, stderr = proc.communicate()
+        pytest.fail("no exit after %s s\n%s\nstdout:\n%s\nstderr:\n%s" % (timeout, report, stdout[-3000:], stderr[-8000:]))
     finally:
         kill_group(proc)
     return proc.returncode, stdout, stderr, out
