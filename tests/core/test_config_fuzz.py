@@ -40,6 +40,7 @@ BOOLEANS = {
     "DD_PROFILING_EXCEPTION_ENABLED": "exception_enabled",
     "DD_PROFILING_EXCEPTION_COLLECT_MESSAGE": "exception_collect_message",
     "DD_PROFILING_ENDPOINT_COLLECTION_ENABLED": "endpoint_collection_enabled",
+    "DD_PROFILING_TIMELINE_ENABLED": "timeline_enabled",
     "DD_PROFILING_IGNORE_PROFILER": "ignore_profiler",
     "DD_PROFILING_AGENTLESS": "agentless",
 }

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 # Known differences, with their reasons (README: "Parity with ddtrace").
 PARTS_ONLY_DDTRACE = {"code-provenance.json"}  # not produced yet: the UI falls back to file paths
 EVENT_KEYS_ONLY_DDTRACE = {"internal"}  # ddtrace's own sampler figures (libdatadog internals)
-LABELS_ONLY_DDTRACE = {"end_timestamp_ns", "allocator domain"}  # the timeline (issue #20); ddtrace's allocator label
+LABELS_ONLY_DDTRACE = {"allocator domain"}  # ddtrace's allocator label
 LABELS_ONLY_OURS = {"class name", "exception type"}  # leaf frame's class; ddtrace has exception type only on 3.12+
 CONFIG_WORDS_ONLY_DDTRACE = {"exp", "dd"}  # "exp_dd": ddtrace's libdatadog exporter
 
@@ -50,6 +50,9 @@ def summary(upload):
     functions = {f.id: st[f.name] for f in profile.function}
     location = {loc.id: functions[loc.line[0].function_id] for loc in profile.location if loc.line}
     kinds, parts = {}, {}
+    # Timeline: wall-time samples, and those of them stamped with a moment inside the profile's period
+    start, end = profile.time_nanos, profile.time_nanos + profile.duration_nanos
+    parts["timeline"] = {"wall-samples": 0, "stamped": 0}
 
     def add(key, type_, value):
         acc = parts.setdefault(key, {})
@@ -61,6 +64,11 @@ def summary(upload):
             kinds.setdefault(st[label.key], set()).add("str" if label.str else "num")
             labels[st[label.key]] = st[label.str] if label.str else label.num
         names = {location.get(i) for i in sample.location_id}
+        if sample.value[types.index("wall-time")] if "wall-time" in types else 0:
+            parts["timeline"]["wall-samples"] += 1
+            stamp = labels.get("end_timestamp_ns")
+            if isinstance(stamp, int) and start <= stamp <= end + 10**9:
+                parts["timeline"]["stamped"] += 1
         for type_, value in zip(types, sample.value):
             if not value:
                 continue
@@ -145,6 +153,12 @@ def test_the_same_workload_reaches_the_agent_as_ddtrace_sends_it(tmp_path):
     def compare(part, type_, tolerance):
         a, b = our_parts.get(part, {}).get(type_, 0), dd_parts.get(part, {}).get(type_, 0)
         assert close(a, b, tolerance), (part, type_, a, b)
+
+    # the timeline: every wall-time sample of both stamped with a moment of the period (ddtrace's
+    # DD_PROFILING_TIMELINE_ENABLED default, true, in both)
+    for parts, who in ((our_parts, "ours"), (dd_parts, "ddtrace")):
+        assert parts["timeline"]["wall-samples"] > 0, who
+        assert parts["timeline"]["stamped"] == parts["timeline"]["wall-samples"], (who, parts["timeline"])
 
     # CPU and wall time against each run's own truth (ddtrace slows the program down more)
     for parts, truth, who in ((our_parts, our_truth, "ours"), (dd_parts, dd_truth, "ddtrace")):

@@ -317,6 +317,7 @@ cdef class _ThreadState:
     cdef long long delta_last
     cdef bint probe_last
     cdef tuple cpu_pending
+    cdef long long cpu_pending_when  # the moment of the capture that left cpu_pending (the timeline)
     cdef long long wall_carried  # wall time of captures whose stack could not be read, for the next
     cdef object name
     cdef tuple labels
@@ -423,6 +424,8 @@ cdef class StackSampler:
     cdef pthread_mutex_t stop_mutex  # with stop_cond: wakes the sleeping sampler at once on stop
     cdef pthread_cond_t stop_cond
     cdef public set ignored
+    cdef public bint timeline  # push each sample with the moment of its capture (CLOCK_MONOTONIC ns)
+    cdef long long push_when  # the moment of the capture whose waiting tasks task_hook pushes
     cdef public object task_hook  # called as task_hook(push, wall_ns, {ident: thread labels}, max_frames)
     cdef public dict running_task_labels  # {ident: labels of the task running in that thread} (greenlets)
     # asyncio: running_task_of(addresses of a captured stack's outermost coroutine frames) -> task
@@ -457,6 +460,8 @@ cdef class StackSampler:
         self.ignore_profiler = ignore_profiler
         self.ignored = set()
         self.task_hook = None
+        self.timeline = False
+        self.push_when = 0
         self.running_task_labels = {}
         self.running_task_of = None
         self.current_task_labels = None
@@ -832,14 +837,15 @@ cdef class StackSampler:
                 # longer than the interval: those in between, never captured, gave theirs to them.
                 if state.cpu_pending is not None:
                     self._split_cpu(state, False)
-                self._push_values(stack, state.push_labels, wall_t, delta)
+                self._push_values(stack, state.push_labels, wall_t, delta, c.when)
             elif delta and previous is not None and (previous != stack or state.last_labels != state.push_labels):
-                self._push_values(stack, state.push_labels, wall_t, 0)
+                self._push_values(stack, state.push_labels, wall_t, 0, c.when)
                 state.cpu_pending = (previous, stack, delta, blocked_prev, state.last_labels, state.push_labels)
+                state.cpu_pending_when = c.when
                 if not t.idle or delta < thr:  # blocked now or not is already known
                     self._split_cpu(state, t.idle)
             else:
-                self._push_values(stack, state.push_labels, wall_t, delta)
+                self._push_values(stack, state.push_labels, wall_t, delta, c.when)
             state.last_stack = stack
             state.last_labels = state.push_labels
             state.last_span = span
@@ -852,7 +858,19 @@ cdef class StackSampler:
                     self._split_cpu(<_ThreadState>v, False)
             self.threads = {k: v for k, v in self.threads.items() if (<_ThreadState>v).seen_tick == self.tick}
         if self.task_hook is not None:
-            self.task_hook(self.push, wall, thread_labels, self.max_frames)
+            self.push_when = c.when
+            self.task_hook(self._push_now if self.timeline else self.push, wall, thread_labels, self.max_frames)
+
+    def _push_now(self, stack, labels, values):
+        """Push a sample of the capture being turned into samples, with its moment (the timeline)."""
+        return self.push(stack, labels, values, self.push_when)
+
+    cdef inline _emit(self, tuple stack, tuple labels, dict values, long long when):
+        # Every sample goes out here: with the timeline on, with the moment of its capture.
+        if self.timeline:
+            self.push(stack, labels, values, when)
+        else:
+            self.push(stack, labels, values)
 
     cdef inline tuple _labels_for(self, object ident, tuple labels):
         # A thread's labels, and the running greenlet's when greenlets are tracked.
@@ -873,9 +891,9 @@ cdef class StackSampler:
         cdef long long cpu = delta
         cdef long long cpu_prev = _cpu_before_move(cpu, blocked_prev, blocked_now)
         if cpu - cpu_prev:
-            self.push(stack, labels, {"cpu-time": cpu - cpu_prev})
+            self._emit(stack, labels, {"cpu-time": cpu - cpu_prev}, state.cpu_pending_when)
         if cpu_prev:
-            self.push(previous, previous_labels, {"cpu-time": cpu_prev})
+            self._emit(previous, previous_labels, {"cpu-time": cpu_prev}, state.cpu_pending_when)
 
     cdef tuple _resolve(self, prof_st_frame* frames, int n, int depth, prof_capture* c):
         # Captured (code address, offset) pairs to Frames. An address is used only if it is a code
@@ -1224,21 +1242,22 @@ cdef class StackSampler:
                     state.last_stack, stack, wall, delta, cpu, ran_while_waiting, was_blocked, prev_idle, p_after,
                 )
             else:
-                self._push_values(stack, state.push_labels, wall, delta)
+                self._push_values(stack, state.push_labels, wall, delta, now)
             state.last_stack = stack
             state.last_sample_ns = now
             pushed += 1
         if self.task_hook is not None:
             thread_labels = {ident: (<_ThreadState>state).labels for ident, _n, _t, _f, state, _d, _r, _w, _p, _c in taken}
-            pushed += self.task_hook(self.push, wall, thread_labels, self.max_frames)
+            self.push_when = now
+            pushed += self.task_hook(self._push_now if self.timeline else self.push, wall, thread_labels, self.max_frames)
         return pushed
 
-    cdef _push_values(self, tuple stack, tuple labels, long long wall, long long cpu):
+    cdef _push_values(self, tuple stack, tuple labels, long long wall, long long cpu, long long when):
         # cpu-samples counts every thread sample, as ddtrace's does (it equals wall-samples)
         if cpu:
-            self.push(stack, labels, {"wall-time": wall, "wall-samples": 1, "cpu-time": cpu, "cpu-samples": 1})
+            self._emit(stack, labels, {"wall-time": wall, "wall-samples": 1, "cpu-time": cpu, "cpu-samples": 1}, when)
         else:
-            self.push(stack, labels, {"wall-time": wall, "wall-samples": 1, "cpu-samples": 1})
+            self._emit(stack, labels, {"wall-time": wall, "wall-samples": 1, "cpu-samples": 1}, when)
 
     cdef _push_pending(self, _ThreadState state, bint blocked):
         # The thread moved from `previous` to `stack` at an unknown moment of the period.
@@ -1271,12 +1290,13 @@ cdef class StackSampler:
         else:
             wall_prev = <long long>(wall * <double>p_after)
         cpu_prev = _cpu_before_move(cpu, prev_idle, blocked)
-        self._push_values(stack, labels, wall - wall_prev, cpu - cpu_prev)
+        # The sample held back is the one of the thread's previous sample, at that moment.
+        self._push_values(stack, labels, wall - wall_prev, cpu - cpu_prev, state.last_sample_ns)
         if wall_prev or cpu_prev:
             values = {"wall-time": wall_prev}
             if cpu_prev:
                 values["cpu-time"] = cpu_prev
-            self.push(previous, labels, values)
+            self._emit(previous, labels, values, state.last_sample_ns)
 
     def flush_pending(self):
         """Push held-back samples and CPU time (at stop)."""

@@ -51,6 +51,9 @@ class StackCollector(Collector):
         super().__init__(recorder, config)
         self.min_interval = min_interval
         self.sampler = StackSampler(recorder.push, config.max_frames, config.ignore_profiler, gil_free=gil_free)
+        # The recorder keeps timestamped samples apart when the timeline is on (a core older than
+        # the timeline has no such recorder: samples are pushed as before).
+        self.sampler.timeline = bool(getattr(recorder, "timeline", False))
         self.greenlets = GreenletTracker()
         self.sampler.task_hook = self._sample_waiting
         self.sampler.running_task_labels = self.greenlets.running

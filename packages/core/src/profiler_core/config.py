@@ -198,6 +198,7 @@ _DEFAULTS: "Dict[str, Any]" = {
     "exception_sampling_interval": 100.0,
     "exception_collect_message": False,
     "endpoint_collection_enabled": True,
+    "timeline_enabled": True,  # as ddtrace 4.16
     "api_timeout": 10.0,
     "agent_url": None,
     "agent_host": None,
@@ -291,6 +292,7 @@ _VARIABLES: "Dict[str, Tuple[str, Callable[[str], Any], Tuple[Optional[Callable[
     ),
     "exception_collect_message": ("DD_PROFILING_EXCEPTION_COLLECT_MESSAGE", parse_bool, (None, "a boolean")),
     "endpoint_collection_enabled": ("DD_PROFILING_ENDPOINT_COLLECTION_ENABLED", parse_bool, (None, "a boolean")),
+    "timeline_enabled": ("DD_PROFILING_TIMELINE_ENABLED", parse_bool, (None, "a boolean")),
     "api_timeout": ("DD_PROFILING_API_TIMEOUT", parse_number, _between(*API_TIMEOUT_BOUNDS)),
     "agent_url": ("DD_TRACE_AGENT_URL", parse_agent_url, (None, "an http://, https:// or unix:/// URL")),
     "agent_host": ("DD_AGENT_HOST", parse_agent_host, (None, "a host name or IP address")),
@@ -313,7 +315,6 @@ VARIABLES = tuple(v[0] for v in _VARIABLES.values()) + (API_TIMEOUT_MS, "DD_TAGS
 DDTRACE_ONLY: "Dict[str, str]" = {
     "DD_PROFILING_ENABLE_CODE_PROVENANCE": "no code-provenance.json is sent yet; Datadog then tells "
     "libraries from the program's code by file path",
-    "DD_PROFILING_TIMELINE_ENABLED": "the timeline (per-sample timestamps) is not collected yet",
     "DD_PROFILING_ENABLE_ASSERTS": "ddtrace's internal self-checks",
     "DD_PROFILING_SAMPLE_POOL_CAPACITY": "ddtrace's sample object pool; the recorder here is bounded "
     "by DD_PROFILING_MAX_KEYS",

@@ -95,6 +95,7 @@ class Scheduler:
         self._thread: Optional[ProfilerThread] = None
         self._sample_types = tuple(t for c in self.collectors for t in c.sample_types)
         self.dropped_total = 0
+        self.untimed_total = 0  # timestamped samples summed without their moment: the timeline was full
         self.profiles = 0
         self.flush_errors = 0
         #: Failures of each collector and exporter (by name) when called from here.
@@ -141,8 +142,9 @@ class Scheduler:
     def _flush(self) -> Optional[ExportedProfile]:
         call_each(self.collectors, lambda c: c.snapshot(), "to snapshot", self.failures, self._limit)
         snapshot = self.recorder.flush()
-        if not snapshot.samples and not snapshot.dropped:
+        if snapshot.is_empty():
             return None  # nothing was recorded: no profile (and no protobuf import in short programs)
+        self.untimed_total += snapshot.untimed
         if snapshot.dropped:
             self.dropped_total += snapshot.dropped
             LOG.limited(
@@ -156,6 +158,8 @@ class Scheduler:
         if trace_context.active:
             endpoint_counts, roots = trace_context.take_endpoints()
             snapshot.samples = trace_context.label_endpoints(snapshot.samples, roots)
+            if roots and snapshot.timed:
+                snapshot.timed = snapshot.timed.relabelled(trace_context.endpoint_relabeller(roots))
         rates: "Dict[str, float]" = {}
         call_each(self.collectors, lambda c: rates.update(c.sampling_rates()), "for sampling rates", self.failures, self._limit)
         profile = ExportedProfile(
@@ -194,12 +198,14 @@ class Scheduler:
             self.start()
 
     def stats(self) -> Dict[str, float]:
-        """Profiles made, flushes that failed, samples the recorder dropped (it was full), and trace
-        correlation's drops: span links and finished requests not kept (past their bounds)."""
+        """Profiles made, flushes that failed, samples the recorder dropped (it was full), samples
+        kept without their moment (the timeline was full), and trace correlation's drops: span
+        links and finished requests not kept (past their bounds)."""
         return {
             "profiles": float(self.profiles),
             "flush_errors": float(self.flush_errors),
             "recorder_dropped": float(self.dropped_total),
+            "timeline_untimed": float(self.untimed_total),
             "trace_links_dropped": float(trace_context.links_dropped),
             "endpoints_dropped": float(trace_context.endpoints_dropped),
         }

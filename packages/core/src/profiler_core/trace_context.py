@@ -225,24 +225,34 @@ def take_endpoints() -> "Tuple[Dict[str, int], Dict[int, str]]":
     return counts, roots
 
 
+def endpoint_relabeller(roots: "Dict[int, str]") -> "Callable[[Labels], Labels]":
+    """A function giving labels with ``trace endpoint`` added where their local root span is one of
+    the requests in ``roots`` (from :func:`take_endpoints`), the same labels otherwise."""
+
+    def relabel(labels: "Labels") -> "Labels":
+        for key, value in labels:
+            if key == LOCAL_ROOT_SPAN_ID:
+                endpoint = roots.get(value)  # type: ignore[call-overload]
+                if endpoint is not None:
+                    return labels + ((TRACE_ENDPOINT, endpoint),)
+                break
+        return labels
+
+    return relabel
+
+
 def label_endpoints(samples: dict, roots: "Dict[int, str]") -> dict:
     """``samples`` (the recorder's ``{(stack, labels): values}``) with ``trace endpoint`` added
     to those of the requests in ``roots`` (from :func:`take_endpoints`)."""
     if not roots:
         return samples
+    relabel = endpoint_relabeller(roots)
     out: dict = {}
     relabelled: "Dict[int, Labels]" = {}
     for (stack, labels), values in samples.items():
         new = relabelled.get(id(labels))
         if new is None:
-            new = labels
-            for key, value in labels:
-                if key == LOCAL_ROOT_SPAN_ID:
-                    endpoint = roots.get(value)  # type: ignore[call-overload]
-                    if endpoint is not None:
-                        new = labels + ((TRACE_ENDPOINT, endpoint),)
-                    break
-            relabelled[id(labels)] = new
+            new = relabelled[id(labels)] = relabel(labels)
         key2 = (stack, new)
         if key2 in out:
             merged = dict(out[key2])

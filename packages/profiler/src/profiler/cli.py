@@ -3,6 +3,7 @@
 ``profiler top FILE... [--type T] [--by function|line|file|thread|LABEL] [--limit N]``
 prints flat and cumulative totals, like ``go tool pprof -top``;
 ``profiler flamegraph FILE... -o out.html`` writes an interactive flame graph page;
+``profiler timeline FILE... -o out.html`` draws when each thread and task ran what;
 ``profiler diff BASE NEW [--html out.html]`` shows what got slower or faster;
 ``profiler collapsed`` and ``profiler speedscope`` export for other viewers. Each takes
 ``--endpoint 'GET /users'``, ``--span ID`` and ``--where LABEL=VALUE`` to look at one endpoint,
@@ -266,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_fg.add_argument("files", nargs="+", help="pprof files (gzip or not); several are merged")
     p_fg.add_argument("--type", action="append", help="sample type(s) to include (default: all with data)")
     p_fg.add_argument("-o", "--output", required=True, help="HTML file to write")
+    p_tl = sub.add_parser("timeline", parents=[common],
+                          help="self-contained HTML timeline: one lane per thread and asyncio task, zoom, pan, "
+                               "the flame graph of a selected time range")
+    p_tl.add_argument("files", nargs="+", help="pprof files with timestamped samples (DD_PROFILING_TIMELINE_ENABLED)")
+    p_tl.add_argument("-o", "--output", required=True, help="HTML file to write")
     p_col = sub.add_parser("collapsed", parents=[common], help="collapsed stacks (root;...;leaf value) for flamegraph.pl, inferno...")
     p_col.add_argument("files", nargs="+")
     p_col.add_argument("--type", help="sample type (default: first with data)")
@@ -407,6 +413,17 @@ def run(args: argparse.Namespace) -> int:
         title = os.path.basename(args.files[0]) + (" (+%d)" % (len(args.files) - 1) if len(args.files) > 1 else "")
         write_text(args.output, flamegraph_html(profiles, types, title))
         sys.stdout.write(printable("flame graph: %s (open it in a browser)" % args.output) + "\n")
+    elif args.command == "timeline":
+        from profiler.timeline_page import NoTimeline, timeline_html
+
+        title = os.path.basename(args.files[0]) + (" (+%d)" % (len(args.files) - 1) if len(args.files) > 1 else "")
+        try:
+            page = timeline_html(profiles, title)
+        except NoTimeline as exc:
+            sys.stderr.write(printable("profiler: %s in %s" % (exc, describe(profiles))) + "\n")
+            return 1
+        write_text(args.output, page)
+        sys.stdout.write(printable("timeline: %s (open it in a browser)" % args.output) + "\n")
     elif args.command == "collapsed":
         lines = collapsed(profiles, choose_type(profiles, args.type))
         text = "\n".join(lines) + ("\n" if lines else "")

@@ -176,7 +176,7 @@ class Profiler:
             LOG.debug("profiler: uWSGI master forking from C: profiling starts in each worker")
             return
         config = self.config
-        self.recorder = Recorder(max_frames=config.max_frames, max_keys=config.max_keys)
+        self.recorder = Recorder(max_frames=config.max_frames, max_keys=config.max_keys, timeline=config.timeline_enabled)
         self.exporters = self._build_exporters()
         self.collectors = []
         for cls in self._collector_classes_enabled():

@@ -7,6 +7,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from profiler_core.events import CLASS_NAME, SAMPLE_TYPES, Frame
 from profiler_core.pprof.wire import bytes_field, int_field, message_field, packed_field, string_field, varint
 from profiler_core.recorder import RecorderSnapshot
+from profiler_core.timeline import END_TIMESTAMP_NS
 
 
 class _StringTable:
@@ -57,9 +58,11 @@ def encode_profile(
     period)`` for ``period_type``/``period`` (by default the default sample type and 1, as ddtrace); ``default_sample_type`` is CPU time
     where present (see :func:`default_sample_type`). A non-zero drop count is reported
     as a comment. Locations and functions are deduplicated; the leaf frame's
-    class name, when known, becomes a ``class name`` label.
+    class name, when known, becomes a ``class name`` label. Each timestamped sample
+    of the snapshot (the timeline) is a sample of its own, with an ``end_timestamp_ns``
+    label, as ddtrace writes them.
     """
-    present = set()
+    present = set(snapshot.timed.present_types())
     for values in snapshot.samples.values():
         present.update(values)
     types = ordered_sample_types(sample_types, present)
@@ -99,7 +102,10 @@ def encode_profile(
     label_bytes: Dict[int, Tuple[bytes, bool]] = {}
     width = len(types)
     rows: Dict[Tuple[int, ...], bytes] = {}
-    for (stack, labels), values in snapshot.samples.items():
+    timestamp_key = -1
+
+    def add_sample(stack, labels, values, end_ns=None) -> None:
+        nonlocal class_key, timestamp_key
         encoded_stack = stack_bytes.get(id(stack))
         if encoded_stack is None:
             ids = b"".join([location_id(frame) for frame in stack])
@@ -128,7 +134,16 @@ def encode_profile(
             if class_key < 0:
                 class_key = strings(CLASS_NAME)
             encoded_labels += message_field(3, int_field(1, class_key) + int_field(2, strings(stack[0].class_name)))
+        if end_ns is not None:
+            if timestamp_key < 0:
+                timestamp_key = strings(END_TIMESTAMP_NS)
+            encoded_labels += message_field(3, int_field(1, timestamp_key) + int_field(3, end_ns))
         sample_fields.append(message_field(2, encoded_stack + encoded_row + encoded_labels))
+
+    for (stack, labels), values in snapshot.samples.items():
+        add_sample(stack, labels, values)
+    for (stack, labels), end_ns, values in snapshot.timed:
+        add_sample(stack, labels, values, end_ns)
 
     tail = [int_field(9, snapshot.start_ns), int_field(10, snapshot.duration_ns)]
     default = default_sample_type(types)
@@ -143,6 +158,8 @@ def encode_profile(
     all_comments = list(comments)
     if snapshot.dropped:
         all_comments.append("dropped %d samples: recorder full" % snapshot.dropped)
+    if snapshot.untimed:
+        all_comments.append("%d samples without a timestamp: timeline full" % snapshot.untimed)
     tail.append(packed_field(13, [strings(comment) for comment in all_comments]))
     tail.append(int_field(14, default_index))
     return b"".join(
