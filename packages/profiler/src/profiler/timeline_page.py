@@ -38,7 +38,9 @@ def _lane_of(labels: "Dict[str, object]") -> "Tuple[str, object, str]":
 
 def timeline_data(profiles: ProfileSet, max_samples: int = MAX_SAMPLES) -> dict:
     """What the page draws: lanes, the stacks and strings they use, and each sample as
-    ``[lane, stack, start_us, end_us, cpu_ns, wall_ns]`` with times from the first moment."""
+    ``[lane, stack, start_us, end_us, cpu_ns, wall_ns, lane_cpu_ns]`` with times from the first
+    moment; ``lane_cpu_ns`` is the CPU of every sample of the lane at that moment (a sampler may
+    split one capture's CPU between the stacks before and after it)."""
     stamped = []
     for sample in profiles.samples:
         moment = sample.labels.get(END_TIMESTAMP_NS)
@@ -75,7 +77,12 @@ def timeline_data(profiles: ProfileSet, max_samples: int = MAX_SAMPLES) -> dict:
         wall = max(sample.values.get("wall-time", 0), 0)
         cpu = max(sample.values.get("cpu-time", 0), 0)
         end_us = (moment - t0) / 1000.0
-        rows.append([lane, sid, round(end_us - wall / 1000.0, 1), round(end_us, 1), cpu, wall])
+        rows.append([lane, sid, round(end_us - wall / 1000.0, 1), round(end_us, 1), cpu, wall, 0])
+    cpu_at: "Dict[Tuple[int, float], int]" = {}
+    for row in rows:
+        cpu_at[(row[0], row[3])] = cpu_at.get((row[0], row[3]), 0) + row[4]
+    for row in rows:
+        row[6] = cpu_at[(row[0], row[3])]
     # A sample stands for the wall time up to its moment, drawn from the moment minus that time;
     # captures fall at random moments of their intervals, so consecutive bars of a lane would
     # overlap or leave slivers: each starts where the lane's previous one ended when that is less
@@ -132,7 +139,7 @@ PAGE = """<!DOCTYPE html>
 body {{ font-family: Verdana, sans-serif; margin: 12px; background: #fff; }}
 header {{ display: flex; gap: 12px; align-items: center; flex-wrap: wrap; margin-bottom: 8px; }}
 h1 {{ font-size: 16px; margin: 0 12px 0 0; }}
-#details {{ min-height: 3em; font-size: 12px; color: #333; margin: 6px 0; white-space: pre; font-family: monospace; }}
+#details {{ height: 8.5em; overflow: hidden; font-size: 12px; color: #333; margin: 6px 0; white-space: pre; font-family: monospace; }}
 #timeline {{ display: block; cursor: grab; }}
 #status {{ display: none; }}
 .hint {{ font-size: 12px; color: #666; }}
@@ -185,14 +192,15 @@ APP = r"""
   }
   function leaf(s) { const st = T.stacks[s[1]]; return st.length ? strings[st[st.length - 2]] : "(no frames)"; }
   const colours = {};
-  function colour(name, pale) {
+  function colour(name, share) {
     let c = colours[name];
     if (!c) {
       let h = 0;
       for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
       c = colours[name] = [h % 360, 55 + (h >> 9) % 25];
     }
-    return "hsl(" + c[0] + "," + c[1] + "%," + (pale ? "82%" : "50%") + ")";
+    // lighter the less of the time the thread was on a CPU: 82% lightness idle, 50% all the time
+    return "hsl(" + c[0] + "," + c[1] + "%," + (82 - 32 * Math.min(Math.max(share, 0), 1)).toFixed(0) + "%)";
   }
   function plotWidth() { return canvas.width - LABEL_W; }
   function xOf(us) { return LABEL_W + (us - v0) / (v1 - v0) * plotWidth(); }
@@ -225,7 +233,7 @@ APP = r"""
         const s = S[i];
         if (s[3] < v0 || s[2] > v1 || s[5] <= 0) continue;
         const x0 = Math.max(xOf(s[2]), LABEL_W), x1 = Math.min(xOf(s[3]), canvas.width);
-        ctx.fillStyle = colour(leaf(s), s[4] <= 0);
+        ctx.fillStyle = colour(leaf(s), s[6] / s[5]);
         ctx.fillRect(x0, y + 2, Math.max(x1 - x0, 1), LANE_H - 4);
         drawn++;
       }
@@ -258,7 +266,7 @@ APP = r"""
     for (const s of S) {
       if (s[3] < a || s[2] > b) continue;
       const len = s[3] - s[2], inside = len > 0 ? (Math.min(s[3], b) - Math.max(s[2], a)) / len : 1;
-      const value = (type === "cpu-time" ? s[4] : s[5]) * inside;
+      const value = Math.round((type === "cpu-time" ? s[4] : s[5]) * inside);  // integers: sums stay exact
       if (value <= 0) continue;
       let node = root;
       root.value += value;
@@ -287,9 +295,14 @@ APP = r"""
       const chart = flamegraph.default().width(Math.max(600, document.body.clientWidth - 24)).cellHeight(18)
         .minFrameSize(1).transitionDuration(0).title("").selfValue(false);
       d3.select("#chart").datum(tree).call(chart);
+      // A new frame's rectangle grows in over d3's default 250 ms; this update's transitions (of
+      // the duration set above, 0) replace those, so the graph is whole at once.
+      chart.update();
     }
     const names = Array.from(document.querySelectorAll("#chart g.frame")).map(function (g) { return g.getAttribute("name"); });
+    const rootRect = document.querySelector('#chart g.frame[name="all"]'), svg = document.querySelector("#chart svg");
     setStatus({ flameTotal: Math.round(tree.value), flameFrames: names.length, flameNames: JSON.stringify(names),
+      flameRootWidth: rootRect ? rootRect.getBoundingClientRect().width : 0, flameWidth: svg ? svg.getBoundingClientRect().width : 0,
       selection: JSON.stringify(selection) });
   }
   function select(a, b) {
@@ -314,8 +327,8 @@ APP = r"""
   function describe(s) {
     const st = T.stacks[s[1]], lines = [];
     lines.push(T.lanes[s[0]] + "  " + human(s[2] * 1000) + " \u2013 " + human(s[3] * 1000) +
-      "  wall " + human(s[5]) + "  CPU " + human(s[4]));
-    for (let i = st.length - 2, n = 0; i >= 0 && n < 12; i -= 2, n++) lines.push("  " + strings[st[i]] + "  (" + strings[st[i + 1]] + ")");
+      "  wall " + human(s[5]) + "  CPU " + human(s[6]));
+    for (let i = st.length - 2, n = 0; i >= 0 && n < 6; i -= 2, n++) lines.push("  " + strings[st[i]] + "  (" + strings[st[i + 1]] + ")");
     return lines.join("\n");
   }
 
@@ -372,8 +385,6 @@ APP = r"""
   if (hash.get("type")) typeSelect.value = hash.get("type");
   const z = fractions("zoom");
   if (z) zoomTo(z[0], z[1]);
-  const sel = fractions("select");
-  if (sel) select(sel[0], sel[1]); else drawFlame();
   const hover = fractions("hover");
   if (hover) {
     const lane = Number(hash.get("lane") || 0);
@@ -381,5 +392,7 @@ APP = r"""
     details.textContent = s ? describe(s) : "";
     setStatus({ hovered: s ? leaf(s) : "" });
   }
+  const sel = fractions("select");
+  if (sel) select(sel[0], sel[1]); else drawFlame();
 })();
 """
