@@ -251,3 +251,35 @@ def test_a_huge_sampling_interval_built_in_code_is_capped_not_a_zero_division(in
         c.stop()
     assert c.interval == 1e9
     assert c.stats()["errors"] == 0
+
+
+def test_with_the_timeline_each_sampled_exception_keeps_its_moment():
+    """Each sampled exception is its own sample stamped when it was raised; past the per-period
+    bound they are counted as before, nothing lost."""
+    import time
+
+    recorder = Recorder(timeline=True)
+    c = ExceptionCollector(recorder, ProfilerConfig(exception_enabled=True, exception_sampling_interval=1))
+    c.start()
+    try:
+        phases = []
+        for _ in range(2):
+            began = time.time_ns()
+            for _ in range(50):
+                f()
+            phases.append((began, time.time_ns()))
+            time.sleep(0.05)  # the phases apart in time
+        snapshot = flushed(c)
+        for _ in range(_native.MAX_TIMED_SAMPLES + 100):
+            g()
+        past_bound = flushed(c)
+    finally:
+        c.stop()
+    moments = sorted(moment for (stack, labels), moment, values in snapshot.timed
+                     if dict(labels)["exception type"] == "builtins.ValueError")
+    assert len(moments) == 100
+    for (began, ended), part in zip(phases, (moments[:50], moments[50:])):
+        assert began - 1_000_000 <= part[0] and part[-1] <= ended + 1_000_000, (began, part[0], part[-1], ended)
+    timed = sum(v["exception-samples"] for (_s, labels), _m, v in past_bound.timed if dict(labels)["exception type"] == "builtins.KeyError")
+    counted = sum(v["exception-samples"] for (_s, labels), v in past_bound.samples.items() if dict(labels)["exception type"] == "builtins.KeyError")
+    assert timed == _native.MAX_TIMED_SAMPLES and timed + counted == _native.MAX_TIMED_SAMPLES + 100

@@ -376,3 +376,55 @@ def test_naming_runs_no_attribute_hook_of_the_program(collector):
         pass
     samples(collector)
     assert calls == []
+
+
+def test_with_the_timeline_each_sampled_event_keeps_its_moment():
+    """Each sampled acquire and release is its own sample, stamped when it happened; past the
+    per-period bound they are summed as before, nothing lost."""
+    recorder = Recorder(timeline=True)
+    c = LockCollector(recorder, ProfilerConfig(capture_pct=100.0))
+    c.start()
+    try:
+        timeline_lock = threading.Lock()
+        moments = []
+        for _ in range(20):
+            before = time.monotonic_ns()
+            with timeline_lock:
+                pass
+            moments.append((before, time.monotonic_ns()))
+        c.snapshot()
+        snapshot = recorder.flush()
+    finally:
+        c.stop()
+    offset = time.time_ns() - time.monotonic_ns()
+    mine = [(moment, values) for (_s, labels), moment, values in snapshot.timed
+            if dict(labels)["lock name"].endswith(":timeline_lock")]
+    acquires = [moment for moment, values in mine if values.get("lock-acquire")]
+    releases = [moment for moment, values in mine if values.get("lock-release")]
+    assert len(acquires) == 20 and len(releases) == 20, mine[:4]
+    for (before, after), acquired, released in zip(moments, sorted(acquires), sorted(releases)):
+        # epoch nanoseconds; the offset between the clocks is read again here, a few µs apart
+        assert before + offset - 1_000_000 <= acquired <= released <= after + offset + 1_000_000
+    assert not any(dict(labels)["lock name"].endswith(":timeline_lock") for _s, labels in snapshot.samples)
+
+
+def test_events_past_the_timeline_bound_are_summed():
+    recorder = Recorder(timeline=True)
+    c = LockCollector(recorder, ProfilerConfig(capture_pct=100.0))
+    c.start()
+    try:
+        many_lock = threading.Lock()
+        count = _lock.MAX_TIMED_EVENTS  # acquires and releases: twice the bound
+        for _ in range(count):
+            with many_lock:
+                pass
+        c.snapshot()
+        snapshot = recorder.flush()
+    finally:
+        c.stop()
+    timed = sum(values.get("lock-acquire", 0) + values.get("lock-release", 0)
+                for (_s, labels), _m, values in snapshot.timed if dict(labels)["lock name"].endswith(":many_lock"))
+    summed = sum(values.get("lock-acquire", 0) + values.get("lock-release", 0)
+                 for (_s, labels), values in snapshot.samples.items() if dict(labels)["lock name"].endswith(":many_lock"))
+    assert timed <= _lock.MAX_TIMED_EVENTS and summed > 0
+    assert timed + summed == 2 * count

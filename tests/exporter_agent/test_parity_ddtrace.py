@@ -52,7 +52,7 @@ def summary(upload):
     kinds, parts = {}, {}
     # Timeline: wall-time samples, and those of them stamped with a moment inside the profile's period
     start, end = profile.time_nanos, profile.time_nanos + profile.duration_nanos
-    parts["timeline"] = {"wall-samples": 0, "stamped": 0}
+    parts["timeline"] = {"wall-samples": 0, "stamped": 0, "lock-samples": 0, "lock-stamped": 0}
 
     def add(key, type_, value):
         acc = parts.setdefault(key, {})
@@ -64,11 +64,13 @@ def summary(upload):
             kinds.setdefault(st[label.key], set()).add("str" if label.str else "num")
             labels[st[label.key]] = st[label.str] if label.str else label.num
         names = {location.get(i) for i in sample.location_id}
-        if sample.value[types.index("wall-time")] if "wall-time" in types else 0:
-            parts["timeline"]["wall-samples"] += 1
-            stamp = labels.get("end_timestamp_ns")
-            if isinstance(stamp, int) and start <= stamp <= end + 10**9:
-                parts["timeline"]["stamped"] += 1
+        stamp = labels.get("end_timestamp_ns")
+        stamped = isinstance(stamp, int) and start <= stamp <= end + 10**9
+        for type_, count_key, stamped_key in (("wall-time", "wall-samples", "stamped"),
+                                              ("lock-acquire", "lock-samples", "lock-stamped")):
+            if type_ in types and sample.value[types.index(type_)]:
+                parts["timeline"][count_key] += 1
+                parts["timeline"][stamped_key] += stamped
         for type_, value in zip(types, sample.value):
             if not value:
                 continue
@@ -154,11 +156,12 @@ def test_the_same_workload_reaches_the_agent_as_ddtrace_sends_it(tmp_path):
         a, b = our_parts.get(part, {}).get(type_, 0), dd_parts.get(part, {}).get(type_, 0)
         assert close(a, b, tolerance), (part, type_, a, b)
 
-    # the timeline: every wall-time sample of both stamped with a moment of the period (ddtrace's
-    # DD_PROFILING_TIMELINE_ENABLED default, true, in both)
+    # the timeline: every wall-time and lock-acquire sample of both stamped with a moment of the
+    # period (ddtrace's DD_PROFILING_TIMELINE_ENABLED default, true, in both)
     for parts, who in ((our_parts, "ours"), (dd_parts, "ddtrace")):
-        assert parts["timeline"]["wall-samples"] > 0, who
+        assert parts["timeline"]["wall-samples"] > 0 and parts["timeline"]["lock-samples"] > 0, who
         assert parts["timeline"]["stamped"] == parts["timeline"]["wall-samples"], (who, parts["timeline"])
+        assert parts["timeline"]["lock-stamped"] == parts["timeline"]["lock-samples"], (who, parts["timeline"])
 
     # CPU and wall time against each run's own truth (ddtrace slows the program down more)
     for parts, truth, who in ((our_parts, our_truth, "ours"), (dd_parts, dd_truth, "ddtrace")):

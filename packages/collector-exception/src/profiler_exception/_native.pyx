@@ -374,6 +374,9 @@ from profiler_core.events import (
     thread_labels,
 )
 
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from cpython.ref cimport PyObject
+
 cdef extern from "Python.h":
     ctypedef struct PyFrameObject
     ctypedef struct PyCodeObject
@@ -396,8 +399,15 @@ cdef extern from *:
     #include "frameobject.h"
     static int prof_exc_lasti(PyFrameObject *f) { return f->f_lasti; }
     #endif
+    #include <time.h>
+    static long long prof_exc_now_ns(void) {  /* time.monotonic_ns()'s clock */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    }
     """
     int prof_exc_lasti(PyFrameObject* f)
+    long long prof_exc_now_ns()
 
 cdef extern from "<math.h>":
     double log(double x)
@@ -418,6 +428,10 @@ cdef class _Count:
 
 # Distinct (stack, thread, type) counts kept between two drains; beyond, samples go to the recorder directly.
 MAX_ENTRIES = 4096
+# Samples kept one by one with their moment between two drains, for the timeline; beyond, counted
+# as without it.
+cdef Py_ssize_t _MAX_TIMED_SAMPLES = 8192
+MAX_TIMED_SAMPLES = _MAX_TIMED_SAMPLES
 cdef unsigned long long _MIX = 0x100000001B3ULL
 
 
@@ -450,6 +464,23 @@ cdef class SampleRecorder:
     cdef long long weight
     cdef unsigned long long rng
     cdef public long long errors
+    # The timeline: each sampled exception's entry (borrowed: self.entries holds it until the
+    # drain) and moment, in C arrays.
+    cdef public bint timeline
+    cdef PyObject** ev_entry
+    cdef long long* ev_when
+    cdef Py_ssize_t ev_count
+
+    def __cinit__(self, *args, **kwargs):
+        self.ev_entry = <PyObject**>PyMem_RawMalloc(_MAX_TIMED_SAMPLES * sizeof(PyObject*))
+        self.ev_when = <long long*>PyMem_RawMalloc(_MAX_TIMED_SAMPLES * sizeof(long long))
+        self.ev_count = 0
+        if self.ev_entry == NULL or self.ev_when == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.ev_entry)
+        PyMem_RawFree(self.ev_when)
 
     def __init__(self, push, double interval, int max_frames, bint collect_message, type_name, message_of, unsigned long long seed):
         self.push = push
@@ -491,7 +522,10 @@ cdef class SampleRecorder:
             if self._from_profiler():
                 return self.next_gap()
             if self.collect_message:  # the message is part of the key: nothing to sum
-                self.push(self._stack(), self._labels(exc), self.values)
+                if self.timeline:
+                    self.push(self._stack(), self._labels(exc), self.values, prof_exc_now_ns())
+                else:
+                    self.push(self._stack(), self._labels(exc), self.values)
                 return self.next_gap()
             exc_type = type(exc)
             key = self._stack_hash() ^ (<unsigned long long><size_t><void*>exc_type * _MIX) ^ (
@@ -506,10 +540,18 @@ cdef class SampleRecorder:
                 found = self.entries.get(key)
                 if found is None:
                     if len(self.entries) >= MAX_ENTRIES:
-                        self.push(entry.stack, entry.labels, self.values)
+                        if self.timeline:
+                            self.push(entry.stack, entry.labels, self.values, prof_exc_now_ns())
+                        else:
+                            self.push(entry.stack, entry.labels, self.values)
                         return self.next_gap()
                     self.entries[key] = entry
                     found = entry
+            if self.timeline and self.ev_count < _MAX_TIMED_SAMPLES:
+                self.ev_entry[self.ev_count] = <PyObject*>found
+                self.ev_when[self.ev_count] = prof_exc_now_ns()
+                self.ev_count += 1
+                return self.next_gap()
             (<_Count>found).count += self.weight
         except BaseException:
             self.errors += 1
@@ -519,15 +561,25 @@ cdef class SampleRecorder:
         """Forget what was gathered and the threads' labels: in a forked child they are the parent's."""
         self.entries = {}
         self.threads = {}
+        self.ev_count = 0
 
     def drain(self):
-        """Push the counts gathered since the last drain into the recorder; the number of entries pushed."""
+        """Push what was gathered since the last drain into the recorder: each sample kept with its
+        moment (the timeline), then the counts; the number of pushes."""
         cdef _Count entry
+        cdef Py_ssize_t i, n
         entries, self.entries = self.entries, {}
+        n, self.ev_count = self.ev_count, 0  # the entries those samples point to stay alive in `entries`
+        for i in range(n):
+            entry = <_Count>self.ev_entry[i]
+            self.push(entry.stack, entry.labels, {"exception-samples": self.weight}, self.ev_when[i])
+        pushed = n
         for found in entries.values():
             entry = <_Count>found
-            self.push(entry.stack, entry.labels, {"exception-samples": entry.count})
-        return len(entries)
+            if entry.count:
+                self.push(entry.stack, entry.labels, {"exception-samples": entry.count})
+                pushed += 1
+        return pushed
 
     cdef bint _from_profiler(self):
         """Whether the calling thread is one of the profiler's own, whose exceptions are not the program's."""

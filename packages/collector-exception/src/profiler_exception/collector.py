@@ -79,6 +79,9 @@ class ExceptionCollector(Collector):
             message_of,
             random.getrandbits(64),
         )
+        # Each sampled exception with its moment when the recorder keeps a timeline (a core older
+        # than the timeline has no such recorder).
+        self._record.timeline = bool(getattr(recorder, "timeline", False))
 
     @classmethod
     def is_enabled(cls, config: "ProfilerConfig") -> bool:

@@ -12,6 +12,7 @@ sums estimate the totals over all operations.
 """
 
 cimport cython
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from cpython.ref cimport PyObject
 
 import sys as _sys
@@ -297,6 +298,10 @@ cdef class _Entry:
 
 # Distinct (stack, thread, lock) sums kept between two drains; beyond, events go to the recorder directly.
 MAX_ENTRIES = 4096
+# Sampled events kept one by one with their moment between two drains, for the timeline; beyond,
+# they are summed as without it.
+cdef Py_ssize_t _MAX_TIMED_EVENTS = 8192
+MAX_TIMED_EVENTS = _MAX_TIMED_EVENTS
 cdef unsigned long long _MIX = 0x100000001B3ULL
 cdef dict _modules = _sys.modules
 cdef object _ModuleType = _types.ModuleType
@@ -364,6 +369,29 @@ cdef class Sampler:
     cdef long long weight
     cdef unsigned long long rng
     cdef public long long errors
+    # The timeline: each sampled event's entry (borrowed: self.entries holds it until the drain),
+    # kind, duration and moment, in C arrays so that keeping one allocates no Python object.
+    cdef public bint timeline
+    cdef PyObject** ev_entry
+    cdef long long* ev_when
+    cdef long long* ev_duration
+    cdef unsigned char* ev_acquire
+    cdef Py_ssize_t ev_count
+
+    def __cinit__(self, *args, **kwargs):
+        self.ev_entry = <PyObject**>PyMem_RawMalloc(_MAX_TIMED_EVENTS * sizeof(PyObject*))
+        self.ev_when = <long long*>PyMem_RawMalloc(_MAX_TIMED_EVENTS * sizeof(long long))
+        self.ev_duration = <long long*>PyMem_RawMalloc(_MAX_TIMED_EVENTS * sizeof(long long))
+        self.ev_acquire = <unsigned char*>PyMem_RawMalloc(_MAX_TIMED_EVENTS)
+        self.ev_count = 0
+        if not (self.ev_entry and self.ev_when and self.ev_duration and self.ev_acquire):
+            raise MemoryError()
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.ev_entry)
+        PyMem_RawFree(self.ev_when)
+        PyMem_RawFree(self.ev_duration)
+        PyMem_RawFree(self.ev_acquire)
 
     def __init__(self, push, double interval, int max_frames, unsigned long long seed):
         self.push = push
@@ -430,6 +458,13 @@ cdef class Sampler:
             else:
                 entry = <_Entry>found
             # From the lookup on, no Python code runs, so no drain can come between lookup and sum.
+            if self.timeline and self.ev_count < _MAX_TIMED_EVENTS:
+                self.ev_entry[self.ev_count] = <PyObject*>entry
+                self.ev_when[self.ev_count] = prof_now_ns()
+                self.ev_duration[self.ev_count] = duration_ns
+                self.ev_acquire[self.ev_count] = acquire
+                self.ev_count += 1
+                return
             if acquire:
                 entry.acquires += self.weight
                 entry.wait_ns += duration_ns * self.weight
@@ -444,17 +479,32 @@ cdef class Sampler:
             values = {"lock-acquire": self.weight, "lock-acquire-wait": duration_ns * self.weight}
         else:
             values = {"lock-release": self.weight, "lock-release-hold": duration_ns * self.weight}
-        self.push(entry.stack, entry.labels, values)
+        if self.timeline:
+            self.push(entry.stack, entry.labels, values, prof_now_ns())
+        else:
+            self.push(entry.stack, entry.labels, values)
 
     def discard(self):
         """Forget what was gathered and the threads' labels: in a forked child they are the parent's."""
         self.entries = {}
         self.threads = {}
+        self.ev_count = 0
 
     def drain(self):
-        """Push the sums gathered since the last drain into the recorder; the number of entries pushed."""
+        """Push what was gathered since the last drain into the recorder: each event kept with its
+        moment (the timeline), then the sums; the number of pushes."""
         cdef _Entry entry
+        cdef Py_ssize_t i, n
         entries, self.entries = self.entries, {}
+        n, self.ev_count = self.ev_count, 0  # the entries those events point to stay alive in `entries`
+        for i in range(n):
+            entry = <_Entry>self.ev_entry[i]
+            if self.ev_acquire[i]:
+                values = {"lock-acquire": self.weight, "lock-acquire-wait": self.ev_duration[i] * self.weight}
+            else:
+                values = {"lock-release": self.weight, "lock-release-hold": self.ev_duration[i] * self.weight}
+            self.push(entry.stack, entry.labels, values, self.ev_when[i])
+        pushed = n
         for found in entries.values():
             entry = <_Entry>found
             values = {}
@@ -464,8 +514,10 @@ cdef class Sampler:
             if entry.releases:
                 values["lock-release"] = entry.releases
                 values["lock-release-hold"] = entry.hold_ns
-            self.push(entry.stack, entry.labels, values)
-        return len(entries)
+            if values:
+                self.push(entry.stack, entry.labels, values)
+                pushed += 1
+        return pushed
 
     cdef tuple _thread_labels(self):
         ident = PyThread_get_thread_ident()

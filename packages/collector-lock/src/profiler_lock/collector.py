@@ -83,6 +83,9 @@ class LockCollector(Collector):
             self._sampler = _lock.Sampler(
                 self.recorder.push, interval_for(self.capture_pct), self.config.max_frames, random.getrandbits(64)
             )
+            # Each sampled event with its moment when the recorder keeps a timeline (a core older
+            # than the timeline has no such recorder).
+            self._sampler.timeline = bool(getattr(self.recorder, "timeline", False))
         _lock.arm(self._sampler, LIBRARY_FILES)
         if gevent_locks.patched_lock_type() is not None:
             self._patch_gevent()
