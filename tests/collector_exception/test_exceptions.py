@@ -283,3 +283,37 @@ def test_with_the_timeline_each_sampled_exception_keeps_its_moment():
     timed = sum(v["exception-samples"] for (_s, labels), _m, v in past_bound.timed if dict(labels)["exception type"] == "builtins.KeyError")
     counted = sum(v["exception-samples"] for (_s, labels), v in past_bound.samples.items() if dict(labels)["exception type"] == "builtins.KeyError")
     assert timed == _native.MAX_TIMED_SAMPLES and timed + counted == _native.MAX_TIMED_SAMPLES + 100
+
+
+def test_drains_while_threads_raise_count_every_exception_once():
+    """As for locks: drains running beside the threads that raise, and beside each other, push
+    every sampled exception exactly once."""
+    recorder = Recorder(timeline=True)
+    c = ExceptionCollector(recorder, ProfilerConfig(exception_enabled=True, exception_sampling_interval=1))
+    c.start()
+    stop = threading.Event()
+    per_thread = 3000
+    try:
+        def work():
+            for _ in range(per_thread):
+                f()
+
+        def drain():
+            while not stop.is_set():
+                c.snapshot()
+
+        drainers = [threading.Thread(target=drain) for _ in range(2)]
+        workers = [threading.Thread(target=work) for _ in range(4)]
+        for t in drainers + workers:
+            t.start()
+        for t in workers:
+            t.join()
+        stop.set()
+        for t in drainers:
+            t.join()
+        snapshot = flushed(c)
+    finally:
+        c.stop()
+    raised = sum(v["exception-samples"] for (_s, labels), _m, v in snapshot.timed if dict(labels)["exception type"] == "builtins.ValueError")
+    raised += sum(v["exception-samples"] for (_s, labels), v in snapshot.samples.items() if dict(labels)["exception type"] == "builtins.ValueError")
+    assert raised == 4 * per_thread

@@ -428,3 +428,43 @@ def test_events_past_the_timeline_bound_are_summed():
                  for (_s, labels), values in snapshot.samples.items() if dict(labels)["lock name"].endswith(":many_lock"))
     assert timed <= _lock.MAX_TIMED_EVENTS and summed > 0
     assert timed + summed == 2 * count
+
+
+def test_drains_while_threads_record_count_every_event_once():
+    """Drains push Python code, so other threads record meanwhile, and a stop may drain while the
+    flush thread does: every event is pushed exactly once (the drain takes the period's events
+    over before it pushes)."""
+    recorder = Recorder(timeline=True)
+    c = LockCollector(recorder, ProfilerConfig(capture_pct=100.0))
+    c.start()
+    stop = threading.Event()
+    per_thread = 3000
+    try:
+        def work():
+            busy_lock = threading.Lock()
+            for _ in range(per_thread):
+                with busy_lock:
+                    pass
+
+        def drain():
+            while not stop.is_set():
+                c.snapshot()
+
+        drainers = [threading.Thread(target=drain) for _ in range(2)]
+        workers = [threading.Thread(target=work) for _ in range(4)]
+        for t in drainers + workers:
+            t.start()
+        for t in workers:
+            t.join()
+        stop.set()
+        for t in drainers:
+            t.join()
+        c.snapshot()
+        snapshot = recorder.flush()
+    finally:
+        c.stop()
+    events = sum(values.get("lock-acquire", 0) + values.get("lock-release", 0)
+                 for (_s, labels), _m, values in snapshot.timed if dict(labels)["lock name"].endswith(":busy_lock"))
+    events += sum(values.get("lock-acquire", 0) + values.get("lock-release", 0)
+                  for (_s, labels), values in snapshot.samples.items() if dict(labels)["lock name"].endswith(":busy_lock"))
+    assert events == 4 * per_thread * 2

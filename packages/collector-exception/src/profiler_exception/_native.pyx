@@ -432,6 +432,11 @@ MAX_ENTRIES = 4096
 # as without it.
 cdef Py_ssize_t _MAX_TIMED_SAMPLES = 8192
 MAX_TIMED_SAMPLES = _MAX_TIMED_SAMPLES
+
+
+cdef struct _TimedSample:
+    PyObject* entry  # borrowed: the entries dict of its period holds it until that period's drain
+    long long when
 cdef unsigned long long _MIX = 0x100000001B3ULL
 
 
@@ -464,23 +469,23 @@ cdef class SampleRecorder:
     cdef long long weight
     cdef unsigned long long rng
     cdef public long long errors
-    # The timeline: each sampled exception's entry (borrowed: self.entries holds it until the
-    # drain) and moment, in C arrays.
-    cdef public bint timeline
-    cdef PyObject** ev_entry
-    cdef long long* ev_when
+    # The timeline: the period's sampled exceptions, each with its moment, in a C array; NULL with
+    # the timeline off (see enable_timeline).
+    cdef readonly bint timeline
+    cdef _TimedSample* events
     cdef Py_ssize_t ev_count
 
-    def __cinit__(self, *args, **kwargs):
-        self.ev_entry = <PyObject**>PyMem_RawMalloc(_MAX_TIMED_SAMPLES * sizeof(PyObject*))
-        self.ev_when = <long long*>PyMem_RawMalloc(_MAX_TIMED_SAMPLES * sizeof(long long))
-        self.ev_count = 0
-        if self.ev_entry == NULL or self.ev_when == NULL:
-            raise MemoryError()
-
     def __dealloc__(self):
-        PyMem_RawFree(self.ev_entry)
-        PyMem_RawFree(self.ev_when)
+        PyMem_RawFree(self.events)
+
+    def enable_timeline(self):
+        """Keep each sampled exception with its moment (pushed so at the drain), up to MAX_TIMED_SAMPLES a period."""
+        if self.events == NULL:
+            self.events = <_TimedSample*>PyMem_RawMalloc(_MAX_TIMED_SAMPLES * sizeof(_TimedSample))
+            if self.events == NULL:
+                raise MemoryError()
+        self.ev_count = 0
+        self.timeline = True
 
     def __init__(self, push, double interval, int max_frames, bint collect_message, type_name, message_of, unsigned long long seed):
         self.push = push
@@ -547,9 +552,9 @@ cdef class SampleRecorder:
                         return self.next_gap()
                     self.entries[key] = entry
                     found = entry
-            if self.timeline and self.ev_count < _MAX_TIMED_SAMPLES:
-                self.ev_entry[self.ev_count] = <PyObject*>found
-                self.ev_when[self.ev_count] = prof_exc_now_ns()
+            if self.events != NULL and self.ev_count < _MAX_TIMED_SAMPLES:
+                self.events[self.ev_count].entry = <PyObject*>found
+                self.events[self.ev_count].when = prof_exc_now_ns()
                 self.ev_count += 1
                 return self.next_gap()
             (<_Count>found).count += self.weight
@@ -568,11 +573,31 @@ cdef class SampleRecorder:
         moment (the timeline), then the counts; the number of pushes."""
         cdef _Count entry
         cdef Py_ssize_t i, n
-        entries, self.entries = self.entries, {}
-        n, self.ev_count = self.ev_count, 0  # the entries those samples point to stay alive in `entries`
-        for i in range(n):
-            entry = <_Count>self.ev_entry[i]
-            self.push(entry.stack, entry.labels, {"exception-samples": self.weight}, self.ev_when[i])
+        cdef _TimedSample* taken = NULL
+        cdef _TimedSample* fresh = NULL
+        new_entries = {}
+        if self.events != NULL:
+            fresh = <_TimedSample*>PyMem_RawMalloc(_MAX_TIMED_SAMPLES * sizeof(_TimedSample))
+            if fresh == NULL:  # no room for the next period's samples: these are counted instead
+                for i in range(self.ev_count):
+                    (<_Count>self.events[i].entry).count += self.weight
+                self.ev_count = 0
+        # From here to the end of the swap, no Python code runs (nothing allocated nor freed): samples
+        # taken meanwhile by other threads go to the next period, and two drains at once each push
+        # their own.
+        entries = self.entries
+        self.entries = new_entries
+        n = self.ev_count
+        if fresh != NULL:
+            taken = self.events
+            self.events = fresh
+        self.ev_count = 0
+        try:
+            for i in range(n):
+                entry = <_Count>taken[i].entry  # alive: `entries` holds it
+                self.push(entry.stack, entry.labels, {"exception-samples": self.weight}, taken[i].when)
+        finally:
+            PyMem_RawFree(taken)
         pushed = n
         for found in entries.values():
             entry = <_Count>found

@@ -81,7 +81,8 @@ class ExceptionCollector(Collector):
         )
         # Each sampled exception with its moment when the recorder keeps a timeline (a core older
         # than the timeline has no such recorder).
-        self._record.timeline = bool(getattr(recorder, "timeline", False))
+        if getattr(recorder, "timeline", False):
+            self._record.enable_timeline()
 
     @classmethod
     def is_enabled(cls, config: "ProfilerConfig") -> bool:

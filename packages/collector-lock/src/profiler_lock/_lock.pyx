@@ -302,6 +302,13 @@ MAX_ENTRIES = 4096
 # they are summed as without it.
 cdef Py_ssize_t _MAX_TIMED_EVENTS = 8192
 MAX_TIMED_EVENTS = _MAX_TIMED_EVENTS
+
+
+cdef struct _TimedEvent:
+    PyObject* entry  # borrowed: the entries dict of its period holds it until that period's drain
+    long long when
+    long long duration
+    unsigned char acquire
 cdef unsigned long long _MIX = 0x100000001B3ULL
 cdef dict _modules = _sys.modules
 cdef object _ModuleType = _types.ModuleType
@@ -369,29 +376,23 @@ cdef class Sampler:
     cdef long long weight
     cdef unsigned long long rng
     cdef public long long errors
-    # The timeline: each sampled event's entry (borrowed: self.entries holds it until the drain),
-    # kind, duration and moment, in C arrays so that keeping one allocates no Python object.
-    cdef public bint timeline
-    cdef PyObject** ev_entry
-    cdef long long* ev_when
-    cdef long long* ev_duration
-    cdef unsigned char* ev_acquire
+    # The timeline: the period's sampled events, each with its moment, in a C array so that keeping
+    # one allocates no Python object; NULL with the timeline off (see enable_timeline).
+    cdef readonly bint timeline
+    cdef _TimedEvent* events
     cdef Py_ssize_t ev_count
 
-    def __cinit__(self, *args, **kwargs):
-        self.ev_entry = <PyObject**>PyMem_RawMalloc(_MAX_TIMED_EVENTS * sizeof(PyObject*))
-        self.ev_when = <long long*>PyMem_RawMalloc(_MAX_TIMED_EVENTS * sizeof(long long))
-        self.ev_duration = <long long*>PyMem_RawMalloc(_MAX_TIMED_EVENTS * sizeof(long long))
-        self.ev_acquire = <unsigned char*>PyMem_RawMalloc(_MAX_TIMED_EVENTS)
-        self.ev_count = 0
-        if not (self.ev_entry and self.ev_when and self.ev_duration and self.ev_acquire):
-            raise MemoryError()
-
     def __dealloc__(self):
-        PyMem_RawFree(self.ev_entry)
-        PyMem_RawFree(self.ev_when)
-        PyMem_RawFree(self.ev_duration)
-        PyMem_RawFree(self.ev_acquire)
+        PyMem_RawFree(self.events)
+
+    def enable_timeline(self):
+        """Keep each sampled event with its moment (pushed so at the drain), up to MAX_TIMED_EVENTS a period."""
+        if self.events == NULL:
+            self.events = <_TimedEvent*>PyMem_RawMalloc(_MAX_TIMED_EVENTS * sizeof(_TimedEvent))
+            if self.events == NULL:
+                raise MemoryError()
+        self.ev_count = 0
+        self.timeline = True
 
     def __init__(self, push, double interval, int max_frames, unsigned long long seed):
         self.push = push
@@ -458,21 +459,24 @@ cdef class Sampler:
             else:
                 entry = <_Entry>found
             # From the lookup on, no Python code runs, so no drain can come between lookup and sum.
-            if self.timeline and self.ev_count < _MAX_TIMED_EVENTS:
-                self.ev_entry[self.ev_count] = <PyObject*>entry
-                self.ev_when[self.ev_count] = prof_now_ns()
-                self.ev_duration[self.ev_count] = duration_ns
-                self.ev_acquire[self.ev_count] = acquire
+            if self.events != NULL and self.ev_count < _MAX_TIMED_EVENTS:
+                self.events[self.ev_count].entry = <PyObject*>entry
+                self.events[self.ev_count].when = prof_now_ns()
+                self.events[self.ev_count].duration = duration_ns
+                self.events[self.ev_count].acquire = acquire
                 self.ev_count += 1
                 return
-            if acquire:
-                entry.acquires += self.weight
-                entry.wait_ns += duration_ns * self.weight
-            else:
-                entry.releases += self.weight
-                entry.hold_ns += duration_ns * self.weight
+            self._add_to_sums(entry, acquire, duration_ns)
         except BaseException:
             self.errors += 1
+
+    cdef inline void _add_to_sums(self, _Entry entry, bint acquire, long long duration_ns) noexcept:
+        if acquire:
+            entry.acquires += self.weight
+            entry.wait_ns += duration_ns * self.weight
+        else:
+            entry.releases += self.weight
+            entry.hold_ns += duration_ns * self.weight
 
     cdef void _push_event(self, _Entry entry, bint acquire, long long duration_ns) except *:
         if acquire:
@@ -492,18 +496,40 @@ cdef class Sampler:
 
     def drain(self):
         """Push what was gathered since the last drain into the recorder: each event kept with its
-        moment (the timeline), then the sums; the number of pushes."""
+        moment (the timeline), then the sums; the number of pushes.
+
+        The period's entries and events are taken over with no Python code in between, so events
+        recorded meanwhile (other threads run while this pushes) go to the next period's, and two
+        drains at once each push their own."""
         cdef _Entry entry
         cdef Py_ssize_t i, n
-        entries, self.entries = self.entries, {}
-        n, self.ev_count = self.ev_count, 0  # the entries those events point to stay alive in `entries`
-        for i in range(n):
-            entry = <_Entry>self.ev_entry[i]
-            if self.ev_acquire[i]:
-                values = {"lock-acquire": self.weight, "lock-acquire-wait": self.ev_duration[i] * self.weight}
-            else:
-                values = {"lock-release": self.weight, "lock-release-hold": self.ev_duration[i] * self.weight}
-            self.push(entry.stack, entry.labels, values, self.ev_when[i])
+        cdef _TimedEvent* taken = NULL
+        cdef _TimedEvent* fresh = NULL
+        new_entries = {}
+        if self.events != NULL:
+            fresh = <_TimedEvent*>PyMem_RawMalloc(_MAX_TIMED_EVENTS * sizeof(_TimedEvent))
+            if fresh == NULL:  # no room for the next period's events: these are summed instead
+                for i in range(self.ev_count):
+                    self._add_to_sums(<_Entry>self.events[i].entry, self.events[i].acquire, self.events[i].duration)
+                self.ev_count = 0
+        # From here to the end of the swap, no Python code runs (nothing allocated nor freed).
+        entries = self.entries
+        self.entries = new_entries
+        n = self.ev_count
+        if fresh != NULL:
+            taken = self.events
+            self.events = fresh
+        self.ev_count = 0
+        try:
+            for i in range(n):
+                entry = <_Entry>taken[i].entry  # alive: `entries` holds it
+                if taken[i].acquire:
+                    values = {"lock-acquire": self.weight, "lock-acquire-wait": taken[i].duration * self.weight}
+                else:
+                    values = {"lock-release": self.weight, "lock-release-hold": taken[i].duration * self.weight}
+                self.push(entry.stack, entry.labels, values, taken[i].when)
+        finally:
+            PyMem_RawFree(taken)
         pushed = n
         for found in entries.values():
             entry = <_Entry>found

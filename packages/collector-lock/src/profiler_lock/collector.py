@@ -85,7 +85,8 @@ class LockCollector(Collector):
             )
             # Each sampled event with its moment when the recorder keeps a timeline (a core older
             # than the timeline has no such recorder).
-            self._sampler.timeline = bool(getattr(self.recorder, "timeline", False))
+            if getattr(self.recorder, "timeline", False):
+                self._sampler.enable_timeline()
         _lock.arm(self._sampler, LIBRARY_FILES)
         if gevent_locks.patched_lock_type() is not None:
             self._patch_gevent()

@@ -238,7 +238,7 @@ APP = r"""
         drawn++;
       }
     }
-    if (selection) {
+    if (selection && selection[1] >= v0 && selection[0] <= v1) {  // in view
       const a = Math.max(xOf(selection[0]), LABEL_W), b = Math.min(xOf(selection[1]), canvas.width);
       ctx.fillStyle = "rgba(30, 90, 200, 0.18)";
       ctx.fillRect(a, AXIS_H, Math.max(b - a, 1), canvas.height - AXIS_H);
