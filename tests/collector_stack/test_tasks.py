@@ -168,8 +168,20 @@ def test_running_tasks_are_labelled_on_cpu_and_wall(gil_free):
 
     if gil_free and not can_read_without_gil():
         pytest.skip("stacks are read with the GIL here")
-    # The bound rests on the number of captures (see TURNS_MS): it is checked too.
-    by_task, elapsed = profile_loop_thread(run_busy_tasks, 5.0 if gil_free else 2.0, gil_free)
+    # The bound rests on the number of captures (see TURNS_MS): runs of 5 s are added up until
+    # there are 300 (the interval adapts to the capture's cost: 3.10 in CI took 169 in 5 s).
+    by_task, elapsed, rounds = {}, 0.0, 0
+    while True:
+        got, seconds = profile_loop_thread(run_busy_tasks, 5.0 if gil_free else 2.0, gil_free)
+        for name, values in got.items():
+            acc = by_task.setdefault(name, {})
+            for k, v in values.items():
+                acc[k] = acc.get(k, 0) + v
+        elapsed += seconds
+        rounds += 1
+        captures = sum(v.get("cpu-samples", 0) for v in by_task.values())
+        if not gil_free or captures >= 300 or rounds == 3:
+            break
     cpu = {name: v.get("cpu-time", 0) for name, v in by_task.items()}
     total_cpu = sum(cpu.values())
     assert total_cpu > 0, by_task
@@ -182,8 +194,7 @@ def test_running_tasks_are_labelled_on_cpu_and_wall(gil_free):
         assert sum(v for name, v in cpu.items() if name in TURNS_MS) > 0, cpu
         return
     assert cpu.get(None, 0) <= 0.05 * total_cpu, cpu  # the loop's own work between turns
-    captures = sum(v.get("cpu-samples", 0) for v in by_task.values())
-    assert captures >= 200, (captures, elapsed)
+    assert captures >= 300, (captures, elapsed)
     for name, ms in TURNS_MS.items():
         share = cpu.get(name, 0) / total_cpu
         assert abs(share - ms / sum(TURNS_MS.values())) <= 0.08, (name, share, cpu)
