@@ -148,7 +148,9 @@ def print_top(profiles: ProfileSet, sample_type: str, by: str, limit: int, out=N
     unit = profiles.units.get(sample_type, "count")
     rows = top(profiles, sample_type, by)
     total = sum(sample.values.get(sample_type, 0) for sample in profiles.samples)
-    out.write(printable("%s: total %s over %d stacks, by %s" % (sample_type, format_value(total, unit), len(profiles.samples), by)) + "\n")
+    # distinct stacks with a value of this type (timestamped samples repeat theirs, one per moment)
+    stacks = len({sample.frames for sample in profiles.samples if sample.values.get(sample_type)})
+    out.write(printable("%s: total %s over %d stacks, by %s" % (sample_type, format_value(total, unit), stacks, by)) + "\n")
     note = estimate_note(profiles, sample_type)
     if note:
         out.write(note + "\n")
