@@ -4,6 +4,7 @@ import traceback
 
 import pytest
 
+from drainers import run_beside_drainers
 from profiler_core.config import ProfilerConfig
 from profiler_core.recorder import Recorder
 from profiler_exception import _native
@@ -291,26 +292,13 @@ def test_drains_while_threads_raise_count_every_exception_once():
     recorder = Recorder(timeline=True)
     c = ExceptionCollector(recorder, ProfilerConfig(exception_enabled=True, exception_sampling_interval=1))
     c.start()
-    stop = threading.Event()
     per_thread = 3000
     try:
         def work():
             for _ in range(per_thread):
                 f()
 
-        def drain():
-            while not stop.is_set():
-                c.snapshot()
-
-        drainers = [threading.Thread(target=drain) for _ in range(2)]
-        workers = [threading.Thread(target=work) for _ in range(4)]
-        for t in drainers + workers:
-            t.start()
-        for t in workers:
-            t.join()
-        stop.set()
-        for t in drainers:
-            t.join()
+        run_beside_drainers(work, c.snapshot, workers=4)
         snapshot = flushed(c)
     finally:
         c.stop()

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from drainers import run_beside_drainers
 from profiler_core.config import ProfilerConfig
 from profiler_core.recorder import Recorder
 from profiler_lock import _lock
@@ -408,6 +409,16 @@ def test_with_the_timeline_each_sampled_event_keeps_its_moment():
     assert not any(dict(labels)["lock name"].endswith(":timeline_lock") for _s, labels in snapshot.samples)
 
 
+def _events_of(snapshot, variable):
+    """Acquires and releases of the locks held in ``variable``: (timestamped, summed)."""
+    def events(pairs):
+        return sum(values.get("lock-acquire", 0) + values.get("lock-release", 0)
+                   for labels, values in pairs if dict(labels)["lock name"].endswith(":" + variable))
+
+    return (events((labels, values) for (_s, labels), _m, values in snapshot.timed),
+            events((labels, values) for (_s, labels), values in snapshot.samples.items()))
+
+
 def test_events_past_the_timeline_bound_are_summed():
     recorder = Recorder(timeline=True)
     c = LockCollector(recorder, ProfilerConfig(capture_pct=100.0))
@@ -422,10 +433,7 @@ def test_events_past_the_timeline_bound_are_summed():
         snapshot = recorder.flush()
     finally:
         c.stop()
-    timed = sum(values.get("lock-acquire", 0) + values.get("lock-release", 0)
-                for (_s, labels), _m, values in snapshot.timed if dict(labels)["lock name"].endswith(":many_lock"))
-    summed = sum(values.get("lock-acquire", 0) + values.get("lock-release", 0)
-                 for (_s, labels), values in snapshot.samples.items() if dict(labels)["lock name"].endswith(":many_lock"))
+    timed, summed = _events_of(snapshot, "many_lock")
     assert timed <= _lock.MAX_TIMED_EVENTS and summed > 0
     assert timed + summed == 2 * count
 
@@ -437,7 +445,6 @@ def test_drains_while_threads_record_count_every_event_once():
     recorder = Recorder(timeline=True)
     c = LockCollector(recorder, ProfilerConfig(capture_pct=100.0))
     c.start()
-    stop = threading.Event()
     per_thread = 3000
     try:
         def work():
@@ -446,25 +453,10 @@ def test_drains_while_threads_record_count_every_event_once():
                 with busy_lock:
                     pass
 
-        def drain():
-            while not stop.is_set():
-                c.snapshot()
-
-        drainers = [threading.Thread(target=drain) for _ in range(2)]
-        workers = [threading.Thread(target=work) for _ in range(4)]
-        for t in drainers + workers:
-            t.start()
-        for t in workers:
-            t.join()
-        stop.set()
-        for t in drainers:
-            t.join()
+        run_beside_drainers(work, c.snapshot, workers=4)
         c.snapshot()
         snapshot = recorder.flush()
     finally:
         c.stop()
-    events = sum(values.get("lock-acquire", 0) + values.get("lock-release", 0)
-                 for (_s, labels), _m, values in snapshot.timed if dict(labels)["lock name"].endswith(":busy_lock"))
-    events += sum(values.get("lock-acquire", 0) + values.get("lock-release", 0)
-                  for (_s, labels), values in snapshot.samples.items() if dict(labels)["lock name"].endswith(":busy_lock"))
-    assert events == 4 * per_thread * 2
+    timed, summed = _events_of(snapshot, "busy_lock")
+    assert timed + summed == 4 * per_thread * 2

@@ -471,7 +471,6 @@ cdef class SampleRecorder:
     cdef public long long errors
     # The timeline: the period's sampled exceptions, each with its moment, in a C array; NULL with
     # the timeline off (see enable_timeline).
-    cdef readonly bint timeline
     cdef _TimedSample* events
     cdef Py_ssize_t ev_count
 
@@ -485,7 +484,18 @@ cdef class SampleRecorder:
             if self.events == NULL:
                 raise MemoryError()
         self.ev_count = 0
-        self.timeline = True
+
+    @property
+    def timeline(self):
+        """Whether each sampled exception is kept with its moment (see enable_timeline)."""
+        return self.events != NULL
+
+    cdef _push_now(self, tuple stack, tuple labels):
+        # One sampled exception on its own, with the moment it is taken when the timeline is on.
+        if self.events != NULL:
+            self.push(stack, labels, self.values, prof_exc_now_ns())
+        else:
+            self.push(stack, labels, self.values)
 
     def __init__(self, push, double interval, int max_frames, bint collect_message, type_name, message_of, unsigned long long seed):
         self.push = push
@@ -527,10 +537,7 @@ cdef class SampleRecorder:
             if self._from_profiler():
                 return self.next_gap()
             if self.collect_message:  # the message is part of the key: nothing to sum
-                if self.timeline:
-                    self.push(self._stack(), self._labels(exc), self.values, prof_exc_now_ns())
-                else:
-                    self.push(self._stack(), self._labels(exc), self.values)
+                self._push_now(self._stack(), self._labels(exc))
                 return self.next_gap()
             exc_type = type(exc)
             key = self._stack_hash() ^ (<unsigned long long><size_t><void*>exc_type * _MIX) ^ (
@@ -545,10 +552,7 @@ cdef class SampleRecorder:
                 found = self.entries.get(key)
                 if found is None:
                     if len(self.entries) >= MAX_ENTRIES:
-                        if self.timeline:
-                            self.push(entry.stack, entry.labels, self.values, prof_exc_now_ns())
-                        else:
-                            self.push(entry.stack, entry.labels, self.values)
+                        self._push_now(entry.stack, entry.labels)
                         return self.next_gap()
                     self.entries[key] = entry
                     found = entry

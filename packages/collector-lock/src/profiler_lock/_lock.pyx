@@ -378,7 +378,6 @@ cdef class Sampler:
     cdef public long long errors
     # The timeline: the period's sampled events, each with its moment, in a C array so that keeping
     # one allocates no Python object; NULL with the timeline off (see enable_timeline).
-    cdef readonly bint timeline
     cdef _TimedEvent* events
     cdef Py_ssize_t ev_count
 
@@ -392,7 +391,11 @@ cdef class Sampler:
             if self.events == NULL:
                 raise MemoryError()
         self.ev_count = 0
-        self.timeline = True
+
+    @property
+    def timeline(self):
+        """Whether each sampled event is kept with its moment (see enable_timeline)."""
+        return self.events != NULL
 
     def __init__(self, push, double interval, int max_frames, unsigned long long seed):
         self.push = push
@@ -451,7 +454,7 @@ cdef class Sampler:
                 found = self.entries.get(key)
                 if found is None:
                     if len(self.entries) >= MAX_ENTRIES:
-                        self._push_event(entry, acquire, duration_ns)
+                        self._push_event(entry, acquire, duration_ns, prof_now_ns() if self.events != NULL else 0)
                         return
                     self.entries[key] = entry
                 else:
@@ -478,13 +481,14 @@ cdef class Sampler:
             entry.releases += self.weight
             entry.hold_ns += duration_ns * self.weight
 
-    cdef void _push_event(self, _Entry entry, bint acquire, long long duration_ns) except *:
+    cdef void _push_event(self, _Entry entry, bint acquire, long long duration_ns, long long when) except *:
+        # One event on its own: with its moment `when` (monotonic ns), or without one when 0.
         if acquire:
             values = {"lock-acquire": self.weight, "lock-acquire-wait": duration_ns * self.weight}
         else:
             values = {"lock-release": self.weight, "lock-release-hold": duration_ns * self.weight}
-        if self.timeline:
-            self.push(entry.stack, entry.labels, values, prof_now_ns())
+        if when:
+            self.push(entry.stack, entry.labels, values, when)
         else:
             self.push(entry.stack, entry.labels, values)
 
@@ -522,12 +526,8 @@ cdef class Sampler:
         self.ev_count = 0
         try:
             for i in range(n):
-                entry = <_Entry>taken[i].entry  # alive: `entries` holds it
-                if taken[i].acquire:
-                    values = {"lock-acquire": self.weight, "lock-acquire-wait": taken[i].duration * self.weight}
-                else:
-                    values = {"lock-release": self.weight, "lock-release-hold": taken[i].duration * self.weight}
-                self.push(entry.stack, entry.labels, values, taken[i].when)
+                # the entry is alive: `entries` holds it
+                self._push_event(<_Entry>taken[i].entry, taken[i].acquire, taken[i].duration, taken[i].when)
         finally:
             PyMem_RawFree(taken)
         pushed = n
