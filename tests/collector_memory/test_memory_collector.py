@@ -112,22 +112,35 @@ def build_and_keep_a_tenth(n):
     return kept
 
 
-def test_blocks_used_again_after_a_tracked_one_is_freed_are_not_looked_up():
-    """pymalloc hands a freed block out again soon: after a tracked block is freed, the frees of the
-    untracked allocations that reuse it are answered by the address filter, not the table."""
+def lookups_while_building(rounds=5):
     c = make(heap_sample_size=64 * 1024)
     c.start()
     try:
         kept = None
-        for _ in range(5):
+        for _ in range(rounds):
             kept = build_and_keep_a_tenth(100_000)  # ~1 million frees, ~800 tracked
         stats = c.stats()
     finally:
         c.stop()
     del kept
-    # each tracked free is one lookup (and rare aliases): ~1,600 here; with the bits of freed
-    # blocks left set until the next snapshot it was ~700,000
-    assert 0 < stats["table_lookups"] < 20_000, stats
+    return stats
+
+
+def test_blocks_used_again_after_a_tracked_one_is_freed_are_not_looked_up():
+    """pymalloc hands a freed block out again soon: after a tracked block is freed, the frees of
+    the untracked allocations that reuse it are answered by the address filter, not the table.
+
+    Each tracked free is one lookup, plus aliases (blocks 2 MB apart share a filter bit): ~1,400
+    here. With the bits of freed blocks left set until the next snapshot it was ~700,000, in every
+    run. A tracked block that happens to alias a block the loop reuses all the time adds one lookup
+    per reuse (seen once in CI: 23,027), so the figure is the best of at most three fresh runs."""
+    seen = []
+    for _ in range(3):
+        stats = lookups_while_building()
+        seen.append(stats["table_lookups"])
+        if 0 < seen[-1] < 20_000:
+            return
+    raise AssertionError(f"table lookups per run: {seen} (last stats: {stats})")
 
 
 def test_memory_and_heap_switches():
