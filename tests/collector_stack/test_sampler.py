@@ -341,10 +341,14 @@ def test_threads_and_code_objects_coming_and_going_while_captured():
 @needs_gil_free
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 frames are objects, not in data-stack chunks")
 @pytest.mark.parametrize("previous", [2**64 - 1, 2**64 - 8, 2**63, 16])
-def test_a_torn_link_to_any_address_ends_the_walk(previous):
+def test_a_link_to_an_unreadable_address_makes_the_read_torn(previous):
     """A frame read while its memory was being reused may link anywhere, even next to the top of the
-    address space (where ``address + size`` wraps around); the walk drops the link, never follows it."""
-    assert _sampler._walk_made_up_stack(previous) == 1
+    address space (where ``address + size`` wraps around), and a frame in a data-stack chunk freed
+    while the walk went down (the thread returned from it) cannot be read: the read is torn and
+    done again, never cut short and kept as if the stack ended there (a 5,001-frame stack was
+    kept as 123 frames on a loaded machine)."""
+    assert _sampler._walk_made_up_stack(previous) == -2
+    assert _sampler._walk_made_up_stack(0) == 1  # the root frame's link: the stack ends there
 
 
 @needs_gil_free
@@ -353,9 +357,9 @@ def test_a_frame_whose_code_is_no_code_object_makes_the_read_torn():
     """A frame copied while the thread reused its memory holds some other word where its code was:
     the read is reported torn (and done again by the capturing thread), not kept."""
     code = test_a_frame_whose_code_is_no_code_object_makes_the_read_torn.__code__
-    assert _sampler._walk_made_up_stack(16, code, True) == 1
-    assert _sampler._walk_made_up_stack(16, [], True) == -2
-    assert _sampler._walk_made_up_stack(16, [], False) == 1  # unchecked: kept, named later or not
+    assert _sampler._walk_made_up_stack(0, code, True) == 1
+    assert _sampler._walk_made_up_stack(0, [], True) == -2
+    assert _sampler._walk_made_up_stack(0, [], False) == 1  # unchecked: kept, named later or not
 
 
 def leaf_function(n):

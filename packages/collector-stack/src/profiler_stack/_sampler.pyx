@@ -271,10 +271,11 @@ def current_gen_key() -> int:
 
 
 def _walk_made_up_stack(size_t previous, code=None, bint check=False):
-    """For tests: read a made-up one-frame stack whose caller link is the address ``previous``, as
-    a torn read may give, and whose code is ``code`` (a made-up address when None), checked to be a
-    code object when ``check``; returns the frames kept (1), -2 for a torn stack (its code is not
-    a code object), or -3 where frames are not in chunks (3.10)."""
+    """For tests: read a made-up one-frame stack whose caller link is the address ``previous`` (0:
+    none), as a torn read may give, and whose code is ``code`` (a made-up address when None),
+    checked to be a code object when ``check``; returns the frames kept (1), -2 for a torn stack
+    (the link cannot be read, or the code is not a code object), or -3 where frames are not in
+    chunks (3.10)."""
     return prof_st_walk_made_up(<void*>previous, <void*>code if code is not None else NULL, check)
 
 

@@ -126,8 +126,13 @@ static int prof_st_walk(PyThreadState *tstate, unsigned long ident, prof_st_fram
            one near the top of the address space would wrap around and pass */
         if (have_chunk && at >= lo && at < hi && (size_t)(hi - at) >= head)
             memcpy(&frame, scratch + (at - lo), head);
-        else if (prof_st_read(f, &frame, head) != 0)
+        else if (prof_st_read(f, &frame, head) != 0) {
+            /* a frame that cannot be read under a link from a frame read before lay in a data
+               stack chunk freed while the stack was walked (the thread returned from it): the
+               frames kept so far are not all of this stack, read it again */
+            if (d > 0) return PROF_ST_TORN;
             break;
+        }
         f = frame.previous;
 #if PY_VERSION_HEX >= 0x030E0000
         if (frame.owner >= FRAME_OWNED_BY_INTERPRETER) continue;
@@ -199,11 +204,11 @@ static void *prof_st_current_gen_key(void) {
 #endif
 }
 
-/* For tests: walks a made-up thread of one frame whose link to its caller is `previous`, an
-   address no frame has (as a torn read may give), with that frame inside the data-stack chunk and
-   `code` as its code (a made-up address, never read, when NULL). Code is checked when `check`.
-   Returns what prof_st_walk returns (1: the frame kept, the bad link dropped; PROF_ST_TORN: `code`
-   is no code object), or -3 where frames are not kept in chunks (3.10). */
+/* For tests: walks a made-up thread of one frame whose link to its caller is `previous` (NULL, or
+   an address no frame has, as a torn read may give), with that frame inside the data-stack chunk
+   and `code` as its code (a made-up address, never read, when NULL). Code is checked when `check`.
+   Returns what prof_st_walk returns (1: the frame kept, the stack ended; PROF_ST_TORN: the link
+   cannot be read or `code` is no code object), or -3 where frames are not kept in chunks (3.10). */
 static int prof_st_walk_made_up(void *previous, void *code, int check) {
 #if PY_VERSION_HEX >= 0x030B0000
     static _Alignas(16) char chunk[1024];
