@@ -165,9 +165,11 @@ def profiles_by_pid(out) -> dict:
 
 
 def run_server(tmp_path, command, port, requests=40, clients=4, env_extra=None, launcher_args=(),
-               settle=None, signum=signal.SIGTERM, launched=True) -> ServerRun:
+               ready_before_signal=None, signum=signal.SIGTERM, launched=True) -> ServerRun:
     """Run ``command`` under profiler-run (see the module docstring), or as it is when not
-    ``launched`` (the application starts the profiler: profiles go to the same place)."""
+    ``launched`` (the application starts the profiler: profiles go to the same place).
+    ``ready_before_signal(pids)``, given the server's live processes after the load, tells whether
+    they are all ready for the signal (it is sent when they are, or after 30 s)."""
     out = tmp_path / "profiles"
     env = clean_env(env_extra)
     launcher = [sys.executable, "-m", "profiler.run", "--output", str(out), *launcher_args]
@@ -182,14 +184,15 @@ def run_server(tmp_path, command, port, requests=40, clients=4, env_extra=None, 
     report = ""
     try:
         assert wait_for_port(port, proc), "the server did not listen\n" + stderr_path.read_text()[-4000:]
-        if settle is not None:
-            settle(port)
         with ThreadPoolExecutor(clients) as pool:
             answers = list(pool.map(lambda _: get(port), range(requests)))
         assert all(status == 200 for status, _ in answers), answers
         answered_by = {}
         for _, body in answers:
             answered_by[int(body)] = answered_by.get(int(body), 0) + 1
+        if ready_before_signal is not None:
+            assert wait_until(lambda: ready_before_signal([proc.pid, *descendants(proc.pid)]), timeout=30), (
+                "the server's processes were not ready for the signal\n" + stderr_path.read_text()[-4000:])
         lived = {proc.pid, *descendants(proc.pid)}
         began = time.monotonic()
         proc.send_signal(signum)
