@@ -80,26 +80,39 @@ def span_labels(span_id: int, local_root_span_id: int, trace_type: "Optional[str
 
 
 _running_loop = None  # asyncio's _get_running_loop, once asyncio is imported (never imported here)
+_task_of = None  # and its current_task
+
+
+def _asyncio_loaded() -> bool:
+    # Whether asyncio is imported now; if it is, its two functions are kept.
+    global _running_loop, _task_of
+    tasks = sys.modules.get("asyncio.tasks")  # imported after asyncio.events
+    if tasks is None:
+        return False
+    events = sys.modules.get("asyncio.events")
+    if events is None:
+        return False
+    _running_loop, _task_of = events._get_running_loop, tasks.current_task
+    return True
 
 
 def _current_task() -> "Optional[object]":
     # The asyncio task running on this thread, without importing asyncio.
-    global _running_loop
-    if _running_loop is None:
-        events = sys.modules.get("asyncio.events")
-        if events is None:
-            return None
-        _running_loop = events._get_running_loop
-    loop = _running_loop()
-    if loop is None:
+    if _running_loop is None and not _asyncio_loaded():
         return None
-    return sys.modules["asyncio.tasks"].current_task(loop)
+    loop = _running_loop()  # type: ignore[misc]
+    return _task_of(loop) if loop is not None else None  # type: ignore[misc]
 
 
 def _key() -> "Tuple[Dict[int, History], int]":
-    task = _current_task()
-    if task is not None:
-        return _task_links, id(task)
+    # Where the calling thread's links are kept: its running task's, else its own. Called by the
+    # tracer at each activation: spelled out, one call fewer than _current_task.
+    if _running_loop is not None or _asyncio_loaded():
+        loop = _running_loop()  # type: ignore[misc]
+        if loop is not None:
+            task = _task_of(loop)  # type: ignore[misc]
+            if task is not None:
+                return _task_links, id(task)
     return _thread_links, _get_ident()
 
 
@@ -133,15 +146,32 @@ def _append(links: "Dict[int, History]", key: int, labels: "Optional[Labels]", n
 def link(span_id: int, labels: "Labels") -> None:
     """The calling thread (or the asyncio task it runs) is now in span ``span_id``, whose sample
     labels are ``labels`` (:func:`span_labels`)."""
-    links, key = _key()
-    _append(links, key, labels, _monotonic_ns())
+    # _key(), spelled out: this runs at each of the tracer's activations
+    links, key = _thread_links, 0
+    if _running_loop is not None or _asyncio_loaded():
+        loop = _running_loop()  # type: ignore[misc]
+        if loop is not None:
+            task = _task_of(loop)  # type: ignore[misc]
+            if task is not None:
+                links, key = _task_links, id(task)
+    if key == 0:
+        key = _get_ident()
+    history = links.get(key)
+    if history is not None and len(history) & 63 != 63:  # the common case, without _append's checks
+        history.append((_monotonic_ns(), labels))
+    else:
+        _append(links, key, labels, _monotonic_ns())
     _span_keys[span_id] = (links, key)  # where it was linked last: a tracer activates a span in one place
 
 
 def unlink() -> None:
     """The calling thread (or the asyncio task it runs) is in no span now."""
     links, key = _key()
-    _append(links, key, None, _monotonic_ns())
+    history = links.get(key)
+    if history is not None and len(history) & 63 != 63:
+        history.append((_monotonic_ns(), None))
+    elif history is not None:
+        _append(links, key, None, _monotonic_ns())
 
 
 def span_finished(span_id: int) -> None:
@@ -153,8 +183,13 @@ def span_finished(span_id: int) -> None:
         return
     links, key = where
     history = links.get(key)
-    if history and history[-1][1] is not None and history[-1][1][0][1] == signed_id(span_id):
-        _append(links, key, None, _monotonic_ns())
+    if history:
+        labels = history[-1][1]
+        if labels is not None and labels[0][1] == (span_id - _TWO_64 if span_id >= _TWO_63 else span_id):
+            if len(history) & 63 != 63:
+                history.append((_monotonic_ns(), None))
+            else:
+                _append(links, key, None, _monotonic_ns())
 
 
 def request_finished(local_root_span_id: int, endpoint: str) -> None:

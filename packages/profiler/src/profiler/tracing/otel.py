@@ -40,21 +40,23 @@ class _SpanRoots:
     endpoint of each local root SERVER span that ends."""
 
     def __init__(self) -> None:
-        self.roots: "Dict[int, Tuple[int, Optional[str]]]" = {}  # span id -> (root id, trace type)
+        # span id -> (root id, trace type, sample labels), while the span is open
+        self.roots: "Dict[int, Tuple[int, Optional[str], Any]]" = {}
         self.enabled = True  # False once the profiler stops: a provider keeps its processors
 
     def on_start(self, span: "Any", parent_context: "Any" = None) -> None:
         if not self.enabled:
             return
         try:
-            context = span.get_span_context()
+            span_id = span.get_span_context().span_id
             parent = span.parent
-            if parent is not None and not parent.is_remote and parent.span_id in self.roots:
-                root = self.roots[parent.span_id]
+            root = self.roots.get(parent.span_id) if parent is not None and not parent.is_remote else None
+            if root is not None:
+                root_id, trace_type = root[0], root[1]
             else:
-                root = (context.span_id, "web" if _is_server(span) else None)
+                root_id, trace_type = span_id, "web" if _is_server(span) else None
             if len(self.roots) < MAX_OPEN_SPANS:
-                self.roots[context.span_id] = root
+                self.roots[span_id] = (root_id, trace_type, trace_context.span_labels(span_id, root_id, trace_type))
         except Exception:
             pass
 
@@ -71,8 +73,9 @@ class _SpanRoots:
             pass
 
     def labels_of(self, span_id: int) -> "Any":
-        root_id, trace_type = self.roots.get(span_id, (span_id, None))
-        return trace_context.span_labels(span_id, root_id, trace_type)
+        """The sample labels of open span ``span_id`` (its own root when it was not seen start)."""
+        root = self.roots.get(span_id)
+        return root[2] if root is not None else trace_context.span_labels(span_id, span_id, None)
 
     def shutdown(self) -> None:
         pass
@@ -107,6 +110,8 @@ class _RuntimeContext:
         self.inner = inner
         self.roots = roots
         self.span_key = span_key  # where a context holds its current span
+        # asked for more often than attach and detach together: the runtime's own, no wrapper
+        self.get_current = inner.get_current
 
     def attach(self, context: "Any") -> "Any":
         token = self.inner.attach(context)
@@ -120,9 +125,6 @@ class _RuntimeContext:
         except Exception:
             pass
 
-    def get_current(self) -> "Any":
-        return self.inner.get_current()
-
     def _follow(self, context: "Any") -> None:
         try:
             span = context.get(self.span_key) if context is not None else None
@@ -132,7 +134,8 @@ class _RuntimeContext:
             span_context = span.get_span_context()
             span_id = span_context.span_id
             if span_id and not span_context.is_remote:
-                trace_context.link(span_id, self.roots.labels_of(span_id))
+                root = self.roots.roots.get(span_id)
+                trace_context.link(span_id, root[2] if root is not None else self.roots.labels_of(span_id))
             else:
                 trace_context.unlink()
         except Exception:
