@@ -60,8 +60,8 @@ def test_history_is_bounded_and_keeps_the_last_second():
     for i in range(3 * tc.MAX_HISTORY):
         tc.link(i + 1, tc.span_labels(i + 1, 1, None))
     history = tc._thread_links[me]
-    assert len(history) <= tc.MAX_HISTORY + 64
-    assert history[-1][1] == tc.span_labels(3 * tc.MAX_HISTORY, 1, None)
+    assert len(history.labels) == len(history.times) <= tc.MAX_HISTORY + 64
+    assert history.labels[-1] == tc.span_labels(3 * tc.MAX_HISTORY, 1, None)
     assert tc.labels_at(me) == tc.span_labels(3 * tc.MAX_HISTORY, 1, None)
 
 

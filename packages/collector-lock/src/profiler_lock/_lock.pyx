@@ -325,18 +325,23 @@ cdef dict _task_span_links = _trace_context_module._task_links
 
 cdef tuple _span_now(object task):
     # The trace span labels of a sample taken now in this thread (running `task`, if any), read
-    # from trace_context's links with dict and list lookups only: no bytecode runs.
+    # from trace_context's links with dict, attribute and list lookups only: no bytecode runs.
     cdef object history = None
+    cdef list labels_list = None
     if not _trace_context.active:
         return ()
     if task is not None:
         history = _task_span_links.get(id(task))
-    if not history:
+        if history is not None:
+            labels_list = <list>history.labels
+    if not labels_list:
         history = _thread_span_links.get(PyThread_get_thread_ident())
-    if not history:
-        return ()
-    cdef list links = <list>history
-    labels = (<tuple>links[len(links) - 1])[1]  # the latest (this module does not wrap negative indexes)
+        if history is None:
+            return ()
+        labels_list = <list>history.labels
+        if not labels_list:
+            return ()
+    labels = labels_list[len(labels_list) - 1]  # the latest (this module does not wrap negative indexes)
     return <tuple>labels if labels is not None else ()
 
 
