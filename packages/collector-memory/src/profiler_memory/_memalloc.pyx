@@ -19,6 +19,7 @@ import sys as _sys
 import threading as _threading
 
 from profiler_core import thread_names
+from profiler_core.threads import OWN_WORK as _OWN_WORK, PROFILER_THREADS as _PROFILER_THREADS
 from profiler_core.events import Frame, omitted_frames_marker, thread_labels
 
 cdef extern from "_memhook.h":
@@ -246,6 +247,12 @@ cdef dict _convert(Converter converter, Py_ssize_t n, prof_mem_taken* taken):
     prof_mem.ignored_thread = PyThread_get_thread_ident()  # what this allocates is the profiler's
     try:
         for i in range(n):
+            # a profiler thread allocates (its first frame, on 3.10) before it can register
+            # itself and be ignored by the hook: left out here, where it is registered (not a
+            # program's thread doing the profiler's work for a moment, as at the exit flush)
+            owner = _PROFILER_THREADS.get(taken[i].tb.thread_id)
+            if owner is not None and owner != _OWN_WORK:
+                continue
             key = converter.key(taken[i].tb)
             acc = out.get(key)
             if acc is None:
