@@ -19,7 +19,7 @@ def run_gunicorn(tmp_path, port, *args):
     ready.mkdir()
 
     def workers_ready(pids):
-        arbiter, workers = pids[0], pids[1:]
+        workers = pids[1:]  # pids[0] is the arbiter
         return len(workers) >= 2 and all((ready / str(pid)).exists() for pid in workers)
 
     return run_server(tmp_path, gunicorn(port, *args), port, env_extra={"READY_DIR": str(ready)},

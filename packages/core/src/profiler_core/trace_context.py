@@ -56,6 +56,20 @@ class History:
         self.times = array("q")
         self.labels: "List[Optional[Labels]]" = []
 
+    def add(self, now: int, labels: "Optional[Labels]") -> None:
+        """From ``now`` on, ``labels`` (None: no span). Every 64 links, what is older than
+        RETAIN_NS goes (but the link then in force), and at most MAX_HISTORY stay."""
+        times = self.times
+        times.append(now)
+        self.labels.append(labels)
+        n = len(times)
+        if n & 63 == 0:
+            cut = bisect_right(times, now - RETAIN_NS) - 1 if times[0] < now - RETAIN_NS else 0
+            cut = max(cut, n - MAX_HISTORY)
+            if cut > 0:
+                del times[:cut]
+                del self.labels[:cut]
+
 
 _thread_links: "Dict[int, History]" = {}
 _task_links: "Dict[int, History]" = {}
@@ -118,8 +132,8 @@ def _current_task() -> "Optional[object]":
 
 
 def _key() -> "Tuple[Dict[int, History], int]":
-    # Where the calling thread's links are kept: its running task's, else its own. Called by the
-    # tracer at each activation: spelled out, one call fewer than _current_task.
+    # Where the calling thread's links are kept: its running task's, else its own. Runs at each
+    # of the tracer's activations: _current_task spelled out, one call fewer.
     if _running_loop is not None or _asyncio_loaded():
         loop = _running_loop()  # type: ignore[misc]
         if loop is not None:
@@ -129,74 +143,41 @@ def _key() -> "Tuple[Dict[int, History], int]":
     return _thread_links, _get_ident()
 
 
-def _append(links: "Dict[int, History]", key: int, labels: "Optional[Labels]", now: int) -> None:
+def _append(links: "Dict[int, History]", key: int, labels: "Optional[Labels]", now: int) -> "Optional[History]":
+    # Adds the link to key's history (made for a span, bounded by MAX_KEYS); returns the history,
+    # None when there is none (out of any span, or not kept).
     global links_dropped, _full_until
     history = links.get(key)
     if history is None:
         if labels is None:
-            return
+            return None
         if len(links) >= MAX_KEYS:
             if now < _full_until:
                 links_dropped += 1
-                return
+                return None
             _forget_ended(links, now)
             if len(links) >= MAX_KEYS:  # all in a span: this one's samples go without its span
                 _full_until = now + 100_000_000  # look again in 0.1 s, not at every link
                 links_dropped += 1
-                return
+                return None
         history = links[key] = History()
-    times = history.times
-    times.append(now)
-    history.labels.append(labels)
-    if len(times) & 63 == 0:  # every 64 links
-        _trim(history, now)
-
-
-def _trim(history: History, now: int) -> None:
-    # What is older than RETAIN_NS goes (but the link then in force), and at most MAX_HISTORY stay.
-    times = history.times
-    n = len(times)
-    cut = bisect_right(times, now - RETAIN_NS) - 1 if times[0] < now - RETAIN_NS else 0
-    cut = max(cut, n - MAX_HISTORY)
-    if cut > 0:
-        del times[:cut]
-        del history.labels[:cut]
+    history.add(now, labels)
+    return history
 
 
 def link(span_id: int, labels: "Labels") -> None:
     """The calling thread (or the asyncio task it runs) is now in span ``span_id``, whose sample
     labels are ``labels`` (:func:`span_labels`)."""
-    # _key(), spelled out: this runs at each of the tracer's activations
-    links, key = _thread_links, 0
-    if _running_loop is not None or _asyncio_loaded():
-        loop = _running_loop()  # type: ignore[misc]
-        if loop is not None:
-            task = _task_of(loop)  # type: ignore[misc]
-            if task is not None:
-                links, key = _task_links, id(task)
-    if key == 0:
-        key = _get_ident()
-    history = links.get(key)
-    if history is not None and len(history.labels) & 63 != 63:  # the common case, without _append's checks
-        history.times.append(_monotonic_ns())
-        history.labels.append(labels)
-    else:
-        _append(links, key, labels, _monotonic_ns())
-        history = links.get(key)
-        if history is None:  # not kept (too many threads and tasks in spans)
-            return
-    _span_keys[span_id] = history  # where it was linked last: a tracer activates a span in one place
+    links, key = _key()
+    history = _append(links, key, labels, _monotonic_ns())
+    if history is not None:
+        _span_keys[span_id] = history  # where it was linked last: a tracer activates a span in one place
 
 
 def unlink() -> None:
     """The calling thread (or the asyncio task it runs) is in no span now."""
     links, key = _key()
-    history = links.get(key)
-    if history is not None and len(history.labels) & 63 != 63:
-        history.times.append(_monotonic_ns())
-        history.labels.append(None)
-    elif history is not None:
-        _append(links, key, None, _monotonic_ns())
+    _append(links, key, None, _monotonic_ns())
 
 
 def span_finished(span_id: int) -> None:
@@ -204,14 +185,11 @@ def span_finished(span_id: int) -> None:
     there is none now (the tracer activates the parent in the thread that finished it, not in
     the others)."""
     history = _span_keys.pop(span_id, None)
-    if history is None:
+    if history is None or not history.labels:
         return
-    labels = history.labels[-1] if history.labels else None
-    if labels is not None and labels[0][1] == (span_id - _TWO_64 if span_id >= _TWO_63 else span_id):
-        history.times.append(_monotonic_ns())
-        history.labels.append(None)
-        if len(history.labels) & 63 == 0:
-            _trim(history, _monotonic_ns())
+    labels = history.labels[-1]
+    if labels is not None and labels[0][1] == signed_id(span_id):
+        history.add(_monotonic_ns(), None)
 
 
 def request_finished(local_root_span_id: int, endpoint: str) -> None:

@@ -134,8 +134,7 @@ class _RuntimeContext:
             span_context = span.get_span_context()
             span_id = span_context.span_id
             if span_id and not span_context.is_remote:
-                root = self.roots.roots.get(span_id)
-                trace_context.link(span_id, root[2] if root is not None else self.roots.labels_of(span_id))
+                trace_context.link(span_id, self.roots.labels_of(span_id))
             else:
                 trace_context.unlink()
         except Exception:
