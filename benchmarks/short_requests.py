@@ -16,19 +16,20 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packages", "profiler", "src"))
 from bench import configs_for, ensure_env  # noqa: E402
-from profiler.pprof_reader import load  # noqa: E402
 
 WORKLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workloads", "short_requests.py")
 SECONDS = 20.0
 CASES = [(1, 20), (2, 10), (5, 10)]  # (request CPU ms, mean gap ms)
 
 
-def worker_cpu(out_dir: str):
-    """(handler's CPU, the worker's CPU) in seconds, from every pprof file under ``out_dir``."""
-    paths = [os.path.join(root, name) for root, _dirs, names in os.walk(out_dir) for name in names
-             if ".pprof" in name]
+def worker_cpu(prefix: str):
+    """(handler's CPU, the worker's CPU) in seconds, from the pprof files whose path starts with
+    ``prefix`` (run in the benchmark environment, which has the pprof reader)."""
+    from profiler.pprof_reader import load
+
+    paths = [os.path.join(root, name) for root, _dirs, names in os.walk(os.path.dirname(prefix)) for name in names
+             if os.path.join(root, name).startswith(prefix) and ".pprof" in name]
     handler = total = 0
     profiles = load(paths)
     for sample in profiles.samples:
@@ -41,18 +42,20 @@ def worker_cpu(out_dir: str):
     return handler / 1e9, total / 1e9
 
 
-def measure(spec):
-    name, (cmd, env), out_dir, truth_file = spec
+def measure(python, name, cmd, env, out_dir, truth_file):
     subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     with open(truth_file) as f:
         truth = json.load(f)
-    handler, total = worker_cpu(os.path.join(out_dir, "ours" if name == "profiler" else "dd"))
+    profiles = os.path.join(out_dir, "ours", "") if name == "profiler" else os.path.join(out_dir, "dd")
+    handler, total = json.loads(subprocess.check_output([python, __file__, "--worker-cpu", profiles]))
     return truth, handler, total
 
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     python = ensure_env()
+    if subprocess.call([python, "-c", "import zstandard"], stderr=subprocess.DEVNULL) != 0:
+        subprocess.check_call([python, "-m", "pip", "install", "-q", "zstandard"])  # ddtrace's files
     print("Share of a pool worker's CPU in its request handler (truth: measured by the worker); "
           "worker CPU in the profile / its clock")
     print("%-16s %-9s %8s %8s %12s" % ("request / gap", "profiler", "truth", "profile", "CPU counted"))
@@ -63,7 +66,7 @@ def main() -> None:
                 args = [python, WORKLOAD, str(SECONDS), str(burst), str(gap), truth_file]
                 configs = configs_for(python, args, out)
                 for name in ("profiler", "ddtrace"):
-                    truth, handler, total = measure((name, configs[name], out, truth_file))
+                    truth, handler, total = measure(python, name, *configs[name], out, truth_file)
                     share = 100.0 * handler / total if total else float("nan")
                     print("%-16s %-9s %7.1f%% %7.1f%% %11.2fx" % (
                         "%d ms / %d ms" % (burst, gap), name, 100.0 * truth["handler"] / truth["total"], share,
@@ -71,4 +74,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--worker-cpu"]:
+        print(json.dumps(worker_cpu(sys.argv[2])))
+    else:
+        main()
