@@ -254,3 +254,19 @@ def test_output_run_announces_where_profiles_are(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "profile written to %s" % out in result.stderr
     assert "profiler top %s/profile." % out in result.stderr
+
+
+# Modules the profiler's start-up does without (#22: each costs a millisecond or more of every
+# launched program's start): what an empty program has when it begins, writing files.
+NOT_IMPORTED_AT_START = ("uuid", "platform", "random", "gzip", "typing", "importlib.util", "json", "re",
+                         "requests", "urllib3", "argparse", "logging")
+
+
+def test_start_up_imports_nothing_it_can_do_without(tmp_path):
+    script = ("import sys\nprint(' '.join(m for m in %r if m in sys.modules))\n"
+              "import profiler._launch as l\nprint(l.profiler is not None)\n" % (NOT_IMPORTED_AT_START,))
+    result = run_launched(["--output", str(tmp_path / "prof"), "python", "{script}"], tmp_path, script=script)
+    assert result.returncode == 0, result.stderr
+    imported, running = result.stdout.split("\n")[:2]
+    assert imported == "", imported
+    assert running == "True", result.stderr  # the profiler started

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import os
 import sys
 import threading
 
@@ -77,7 +77,7 @@ class ExceptionCollector(Collector):
             config.exception_collect_message,
             type_name,
             message_of,
-            random.getrandbits(64),
+            int.from_bytes(os.urandom(8), "little"),
         )
         # Each sampled exception with its moment when the recorder keeps a timeline (a core older
         # than the timeline has no such recorder).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import sys
 import threading
 
@@ -81,7 +80,7 @@ class LockCollector(Collector):
         self._running = True
         if self.capture_pct > 0:
             self._sampler = _lock.Sampler(
-                self.recorder.push, interval_for(self.capture_pct), self.config.max_frames, random.getrandbits(64)
+                self.recorder.push, interval_for(self.capture_pct), self.config.max_frames, int.from_bytes(os.urandom(8), "little")
             )
             # Each sampled event with its moment when the recorder keeps a timeline (a core older
             # than the timeline has no such recorder).

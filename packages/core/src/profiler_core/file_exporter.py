@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 
 from profiler_core._log import RateLimit, get_logger
 from profiler_core.config import ProfilerConfig
 from profiler_core.interfaces import ExportedProfile, Exporter
+from profiler_core.pprof import gzip_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -90,8 +90,7 @@ class FileExporter(Exporter):
         tmp = "%s.tmp.%d" % (path, os.getpid())
         try:
             with open(tmp, "wb") as f:
-                # mtime=0 keeps the bytes a pure function of the profile.
-                f.write(gzip.compress(profile.pprof, compresslevel=6, mtime=0))
+                f.write(gzip_bytes(profile.pprof))
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -10,7 +10,6 @@ from ``DD_EXTERNAL_ENV`` (set by the admission controller).
 from __future__ import annotations
 
 import os
-import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -18,8 +17,20 @@ if TYPE_CHECKING:
 
 _UUID = r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
 # A 64-hex container id, a 32-hex-with-suffix ECS task id, or a UUID (pod-style, or with _ as in systemd units).
-_CONTAINER_ID = re.compile(r"(?:.+)?(%s|[0-9a-f]{64}|[0-9a-f]{32}-\d+)(?:\.scope)?$" % _UUID)
-_LINE = re.compile(r"^(\d+):([^:]*):(.+)$")
+_CONTAINER_ID = r"(?:.+)?(%s|[0-9a-f]{64}|[0-9a-f]{32}-\d+)(?:\.scope)?$" % _UUID
+_LINE = r"^(\d+):([^:]*):(.+)$"
+_compiled: "Dict[str, object]" = {}
+
+
+def _pattern(source: str):  # type: ignore[no-untyped-def]
+    """``source`` compiled, once: re is imported when the exporter is built (on the thread building
+    it), not with the module, which every profiled process imports."""
+    pattern = _compiled.get(source)
+    if pattern is None:
+        import re
+
+        pattern = _compiled[source] = re.compile(source)
+    return pattern
 
 CONTAINER_ID_HEADER = "Datadog-Container-ID"
 ENTITY_ID_HEADER = "Datadog-Entity-ID"
@@ -29,10 +40,10 @@ EXTERNAL_ENV_HEADER = "Datadog-External-Env"
 def container_id(cgroup_text: str) -> "Optional[str]":
     """The container id found in ``/proc/self/cgroup`` contents, or None outside a container."""
     for line in cgroup_text.splitlines():
-        match = _LINE.match(line.strip())
+        match = _pattern(_LINE).match(line.strip())
         if not match:
             continue
-        found = _CONTAINER_ID.match(match.group(3).rsplit("/", 1)[-1])
+        found = _pattern(_CONTAINER_ID).match(match.group(3).rsplit("/", 1)[-1])
         if found:
             return found.group(1)
     return None
@@ -60,7 +71,7 @@ def entity_headers(
             headers[ENTITY_ID_HEADER] = "ci-" + cid
         else:
             for line in cgroup_text.splitlines():
-                match = _LINE.match(line.strip())
+                match = _pattern(_LINE).match(line.strip())
                 inode = inode_of(cgroup_root, match.group(3)) if match else None
                 if inode is not None:
                     headers[ENTITY_ID_HEADER] = "in-%d" % inode

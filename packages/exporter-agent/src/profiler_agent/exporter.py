@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import random
+import os
 import time
-import uuid
 from collections import deque
 
 from profiler_core import trace_context
@@ -16,7 +15,6 @@ from profiler_core.isolation import leave_signals_to_the_program
 from profiler_agent import __version__
 from profiler_agent.container import read_entity_headers
 from profiler_agent.endpoint import resolve
-from profiler_agent.payload import build_files, pick_codec, process_tags, profiler_config_tag, runtime_tags, settings_info
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,6 +42,20 @@ _CLIENT_ERRORS = {
     404: "the agent has no profiling endpoint (404): the agent is too old or profiling is disabled in it",
     413: "the profile is too large for the agent (413): lower DD_PROFILING_MAX_FRAMES or DD_PROFILING_UPLOAD_INTERVAL",
 }
+
+
+def uuid4_hex() -> str:
+    """A random (version 4) UUID as 32 hex digits, as ``uuid.uuid4().hex`` (the uuid module and the
+    platform module it imports cost milliseconds at every start)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return b.hex()
+
+
+def _uniform() -> float:
+    """A number in [0, 1), from the system's random source (no random module to import)."""
+    return int.from_bytes(os.urandom(7), "little") / float(1 << 56)
 
 
 class _Transient(Exception):
@@ -100,7 +112,15 @@ class AgentExporter(Exporter):
         self.endpoint = endpoint or resolve(config)
         self.max_pending = max(1, max_pending)
         self.retry_base = max(retry_base, 0.001)
-        self.codec = pick_codec(config.upload_compression)
+        # The payload's modules (json, and the re it imports) and requests with the transport are
+        # imported on the thread that builds the exporter, not with this module (which every
+        # profiled process imports, files or agent) nor in the uploader thread: a fork during an
+        # import there would leave the child's import lock held.
+        from profiler_agent import payload, transport
+
+        self._payload = payload
+        self._transport = transport
+        self.codec = payload.pick_codec(config.upload_compression)
         if config.upload_compression == "zstd" and self.codec != "zstd":
             LOG.warning(
                 "profiler: DD_PROFILING_UPLOAD_COMPRESSION=%r needs the zstandard package; using %r instead",
@@ -108,11 +128,6 @@ class AgentExporter(Exporter):
                 self.codec,
             )
         self.container_headers = read_entity_headers()
-        # requests and the transport are imported on the thread that builds the exporter, not in the
-        # uploader thread: a fork during an import there would leave the child's import lock held.
-        from profiler_agent import transport
-
-        self._transport = transport
         self.sent = 0
         self.dropped = 0
         self.rejected = 0
@@ -141,13 +156,14 @@ class AgentExporter(Exporter):
         self._retry_at = 0.0  # no attempt before this time.monotonic()
         self._last_failure = ""  # what the last failed attempt met, "unreachable" or "failed"
         self._last_error = ""
-        self.runtime_id = uuid.uuid4().hex  # as ddtrace's (and its traces') runtime-id
+        self.runtime_id = uuid4_hex()  # as ddtrace's (and its traces') runtime-id
         # What every upload of this process carries, made once per process (here, and again in a
         # forked child), not per upload: the platform tag reads the interpreter's binary.
-        self._runtime_tags = runtime_tags(self.runtime_id, __version__)
-        self._runtime_tags["profiler_config"] = profiler_config_tag(self.config)
-        self._process_tags = process_tags(self.config.service is not None)
-        self._settings = settings_info(self.config)
+        payload = self._payload
+        self._runtime_tags = payload.runtime_tags(self.runtime_id, __version__)
+        self._runtime_tags["profiler_config"] = payload.profiler_config_tag(self.config)
+        self._process_tags = payload.process_tags(self.config.service is not None)
+        self._settings = payload.settings_info(self.config)
 
     @classmethod
     def is_enabled(cls, config: "ProfilerConfig") -> bool:
@@ -335,7 +351,7 @@ class AgentExporter(Exporter):
             self.failed_attempts += 1
             self._delay = min(self._delay * 2, MAX_BACKOFF) if self._delay else self.retry_base
             # At least half the backoff: jitter spreads processes out, never shortens a wait to nothing.
-            self._retry_at = time.monotonic() + self._delay * random.uniform(0.5, 1.0)
+            self._retry_at = time.monotonic() + self._delay * (0.5 + 0.5 * _uniform())
             self._last_failure = outcome
             self._last_error = error
             self._cond.notify_all()
@@ -371,7 +387,7 @@ class AgentExporter(Exporter):
         try:
             response = self._session.post(
                 self.endpoint.url,
-                files=build_files(profile, tags, self.codec, self._process_tags, self._settings),
+                files=self._payload.build_files(profile, tags, self.codec, self._process_tags, self._settings),
                 headers=headers,
                 timeout=self.config.api_timeout if timeout is None else timeout,
                 allow_redirects=False,  # the API key must not follow a redirect anywhere

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import platform
 import sys
 import time
+import zlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,15 +27,32 @@ def rfc3339(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%09dZ" % fraction
 
 
+# platform.python_implementation()'s names (the platform module costs milliseconds to import).
+_IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython", "jython": "Jython"}
+
+
+def libc_name() -> str:
+    """``glibc`` where the C library says it is glibc, else what ``platform.libc_ver`` finds."""
+    try:
+        found = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        found = None
+    if found:
+        return found.split()[0]
+    import platform  # not glibc: rare, and on the thread that builds the exporter
+
+    return platform.libc_ver()[0]
+
+
 def runtime_platform() -> str:
     """The platform as ddtrace's tag spells it, a target triple: ``x86_64-unknown-linux-gnu``."""
-    machine = platform.machine().lower() or "unknown"
+    machine = os.uname().machine.lower() or "unknown"
     if machine in ("amd64", "x64"):
         machine = "x86_64"
     elif machine == "arm64":
         machine = "aarch64"
     if sys.platform.startswith("linux"):
-        libc = platform.libc_ver()[0]
+        libc = libc_name()
         return "%s-unknown-linux-%s" % (machine, "gnu" if libc == "glibc" or not libc else "musl")
     if sys.platform == "darwin":
         return "%s-apple-darwin" % machine
@@ -50,8 +66,8 @@ def runtime_tags(runtime_id: str, profiler_version: str) -> "Dict[str, str]":
     the agent adds it (ddtrace stopped sending one; two would disagree in a container)."""
     return {
         "language": "python",
-        "runtime": platform.python_implementation(),
-        "runtime_version": platform.python_version(),
+        "runtime": _IMPLEMENTATIONS.get(sys.implementation.name, sys.implementation.name),
+        "runtime_version": sys.version.split()[0],  # as platform.python_version() reads it
         "runtime-id": runtime_id,
         "profiler_version": profiler_version,
         "process_id": str(os.getpid()),
@@ -158,7 +174,9 @@ def compress(pprof: bytes, codec: str) -> bytes:
         import zstandard
 
         return zstandard.ZstdCompressor().compress(pprof)
-    return gzip.compress(pprof, compresslevel=6, mtime=0)
+    # What gzip.compress(pprof, 6, mtime=0) makes, through zlib (gzip costs a millisecond to import).
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return compressor.compress(pprof) + compressor.flush()
 
 
 def pick_codec(wanted: str) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import os
 import sys
+from importlib._bootstrap import module_from_spec  # what importlib.util re-exports; importlib.util costs ms
 from importlib.machinery import PathFinder
 TYPE_CHECKING = False  # typing costs milliseconds to import in every profiled process
 if TYPE_CHECKING:
@@ -65,6 +65,6 @@ def chain_sitecustomize(bootstrap_file: str) -> None:
         spec = PathFinder.find_spec("sitecustomize", path)
     if spec is None or spec.loader is None:
         return
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     sys.modules["sitecustomize"] = module
     spec.loader.exec_module(module)

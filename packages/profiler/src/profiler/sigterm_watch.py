@@ -22,7 +22,6 @@ program sets replaces ours, and the watch ends there.
 from __future__ import annotations
 
 import _signal
-import functools
 import os
 import signal
 
@@ -96,14 +95,18 @@ def start(handler: "Callable[[int, object], None]", handler_begun: "Callable[[],
 _real_set_wakeup_fd = _signal.set_wakeup_fd
 
 
-@functools.wraps(_real_set_wakeup_fd)
 def _set_wakeup_fd(fd, *, warn_on_full_buffer=True):  # type: ignore[no-untyped-def]
     previous = _real_set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)
     pipe = _pipe
     return -1 if pipe is not None and previous == pipe[1] else previous
 
 
-_set_wakeup_fd.__module__ = "signal"  # where the program found it
+# What functools.wraps would copy (functools is not imported at start-up otherwise), and the module
+# where the program found it.
+_set_wakeup_fd.__name__ = _set_wakeup_fd.__qualname__ = _real_set_wakeup_fd.__name__
+_set_wakeup_fd.__doc__ = _real_set_wakeup_fd.__doc__
+_set_wakeup_fd.__wrapped__ = _real_set_wakeup_fd  # type: ignore[attr-defined]
+_set_wakeup_fd.__module__ = "signal"
 
 
 def _after_fork_in_child() -> None:

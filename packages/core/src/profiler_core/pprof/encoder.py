@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing (and the re it imports) would add milliseconds to every start
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from profiler_core.events import CLASS_NAME, SAMPLE_TYPES, Frame
 from profiler_core.pprof.wire import bytes_field, int_field, message_field, packed_field, string_field, varint
