@@ -259,7 +259,7 @@ def test_output_run_announces_where_profiles_are(tmp_path):
 # Modules the profiler's start-up does without (#22: each costs a millisecond or more of every
 # launched program's start): what an empty program has when it begins, writing files.
 NOT_IMPORTED_AT_START = ("uuid", "platform", "random", "gzip", "typing", "importlib.util", "json", "re",
-                         "requests", "urllib3", "argparse", "logging")
+                         "requests", "urllib3", "argparse", "logging", "signal", "enum")
 
 
 def test_start_up_imports_nothing_it_can_do_without(tmp_path):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import _signal
 import os
-import signal
+import sys
 
 from profiler_core import threads
 from profiler_core.isolation import leave_signals_to_the_program
@@ -62,7 +62,7 @@ def start(handler: "Callable[[int, object], None]", handler_begun: "Callable[[],
         return False
     try:
         os.set_blocking(w, False)
-        previous = _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        previous = _real_set_wakeup_fd(w, warn_on_full_buffer=False)
     except (ValueError, OSError, TypeError):
         os.close(r)
         os.close(w)
@@ -70,14 +70,14 @@ def start(handler: "Callable[[int, object], None]", handler_begun: "Callable[[],
     if previous not in (-1, inherited):
         # The program's own (asyncio's): put back, and nothing watched.
         try:
-            _signal.set_wakeup_fd(previous)
+            _real_set_wakeup_fd(previous)
         except (ValueError, OSError):
             pass
         os.close(r)
         os.close(w)
         return False
     global _watching
-    signal.set_wakeup_fd = _set_wakeup_fd  # type: ignore[assignment]
+    _put_wakeup_fd_function(_set_wakeup_fd)
     _pipe = (r, w)
     _pid = os.getpid()
     _watching = (handler, handler_begun, flush_and_kill)
@@ -133,8 +133,18 @@ def stop() -> None:
     _give_back_wakeup_fd()
     _close()
     _pid = 0
-    if signal.set_wakeup_fd is _set_wakeup_fd:
-        signal.set_wakeup_fd = _real_set_wakeup_fd  # type: ignore[assignment]
+    if _signal.set_wakeup_fd is _set_wakeup_fd:
+        _put_wakeup_fd_function(_real_set_wakeup_fd)
+
+
+def _put_wakeup_fd_function(function) -> None:  # type: ignore[no-untyped-def]
+    # The signal module takes its set_wakeup_fd from _signal when first imported: the program's
+    # later ``import signal`` finds the one in _signal, and one imported already is set too (the
+    # signal module, which imports enum, is not imported for this).
+    _signal.set_wakeup_fd = function
+    module = sys.modules.get("signal")
+    if module is not None:
+        module.set_wakeup_fd = function
 
 
 def _give_back_wakeup_fd() -> None:
@@ -142,9 +152,9 @@ def _give_back_wakeup_fd() -> None:
     if _pipe is None:
         return
     try:
-        current = _signal.set_wakeup_fd(-1)
+        current = _real_set_wakeup_fd(-1)
         if current not in (-1, _pipe[1]):
-            _signal.set_wakeup_fd(current)
+            _real_set_wakeup_fd(current)
     except (ValueError, OSError):
         pass
 
