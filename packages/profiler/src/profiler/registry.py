@@ -49,10 +49,12 @@ def parse_entry_points(text: str, group: str) -> List[Tuple[str, str]]:
     return found
 
 
-def iter_entry_points(group: str) -> Iterator[Tuple[str, str]]:
-    """``(name, "module:attr")`` for every installed entry point of ``group``, in sys.path order."""
+def _entry_point_files(path_entries: "Tuple[str, ...]") -> "List[str]":
+    """The ``entry_points.txt`` texts of the distributions on ``path_entries``, the first of each
+    name, in path order."""
     seen = set()
-    for entry in list(sys.path):
+    texts = []
+    for entry in path_entries:
         path = entry or os.getcwd()
         try:
             names = sorted(os.listdir(path))
@@ -67,10 +69,25 @@ def iter_entry_points(group: str) -> Iterator[Tuple[str, str]]:
             seen.add(dist)
             try:
                 with open(os.path.join(path, name, "entry_points.txt"), encoding="utf-8") as f:
-                    text = f.read()
+                    texts.append(f.read())
             except OSError:
                 continue
-            yield from parse_entry_points(text, group)
+    return texts
+
+
+# sys.path as last scanned, and what was found: the collectors' and the exporters' groups are
+# looked up in one scan (each scan opens a file per installed distribution).
+_scanned: "Tuple[Tuple[str, ...], List[str]]" = ((), [])
+
+
+def iter_entry_points(group: str) -> Iterator[Tuple[str, str]]:
+    """``(name, "module:attr")`` for every installed entry point of ``group``, in sys.path order."""
+    global _scanned
+    path_entries = tuple(sys.path)
+    if _scanned[0] != path_entries or not path_entries:
+        _scanned = (path_entries, _entry_point_files(path_entries))
+    for text in _scanned[1]:
+        yield from parse_entry_points(text, group)
 
 
 def load_reference(value: str) -> object:
