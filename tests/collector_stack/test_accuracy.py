@@ -26,7 +26,7 @@ import pytest
 from profiler_core.config import ProfilerConfig
 from profiler_core.recorder import Recorder
 from profiler_stack.collector import StackCollector, can_read_without_gil
-from workload import Truth, deep, profile_shares
+from workload import Truth, deep, profile_shares, serve_short_requests
 
 SCALE = 5  # phases of 350 / 150 / 250 ms
 ROUNDS = 8  # 8 x 750 ms = 6 s
@@ -252,35 +252,11 @@ def test_a_thread_started_later_has_all_its_cpu_counted():
 
 
 def short_requests(seconds=4.0, burst=0.002, gap=0.010):
-    """A thread pool's worker serving requests of ``burst`` seconds of CPU, one every ``gap`` on
-    average (a web server's thread under light load): its CPU in the handler and in all, measured."""
-    from concurrent.futures import ThreadPoolExecutor
-    import random
-
-    measured = {"handler": 0.0}
-
-    def handler():
-        c0 = time.thread_time()
-        end = time.perf_counter() + burst
-        while time.perf_counter() < end:
-            pass
-        measured["handler"] += time.thread_time() - c0
-
-    def total():
-        measured["total"] = time.thread_time()
-
+    """serve_short_requests profiled: what the worker measured, and the samples."""
     recorder = Recorder()
     collector = StackCollector(recorder, ProfilerConfig())
-    pool = ThreadPoolExecutor(1, thread_name_prefix="pool")
-    pool.submit(lambda: None).result()  # the worker exists before sampling starts
-    collector.start()
     try:
-        started = time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            pool.submit(handler)
-            time.sleep(random.uniform(0.6, 1.4) * gap)
-        pool.submit(total).result()
-        pool.shutdown()
+        measured = serve_short_requests(seconds, burst, gap, started=collector.start)
     finally:
         collector.stop()
     return measured, recorder.flush().samples

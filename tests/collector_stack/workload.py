@@ -97,3 +97,36 @@ def profile_shares(samples, sample_type, thread_name):
                 totals[fn] += values.get(sample_type, 0)
     total = sum(totals.values()) or 1
     return {k: 100.0 * v / total for k, v in totals.items()}, totals
+
+
+def serve_short_requests(seconds, burst, gap, started=None):
+    """A thread pool's worker serving requests of ``burst`` seconds of CPU, one every ``gap`` on
+    average (0.6-1.4x at random), for ``seconds`` (a web server's thread under light load);
+    ``started()`` is called once the worker exists. Returns the CPU seconds the worker spent in
+    ``handler`` and in all (its whole CPU clock): ``{"handler": ..., "total": ...}``."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    measured = {"handler": 0.0}
+
+    def handler():
+        c0 = time.thread_time()
+        end = time.perf_counter() + burst
+        while time.perf_counter() < end:
+            pass
+        measured["handler"] += time.thread_time() - c0
+
+    def total():
+        measured["total"] = time.thread_time()
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="pool")
+    pool.submit(lambda: None).result()
+    if started is not None:
+        started()
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        pool.submit(handler)
+        time.sleep(random.uniform(0.6, 1.4) * gap)
+    pool.submit(total).result()
+    pool.shutdown()
+    return measured

@@ -1,13 +1,12 @@
 """Independent check: Go's pprof (Debian's golang-go) reads our output with the right totals."""
 
-import gzip
 import shutil
 import subprocess
 
 import pytest
 
 from profiler_core.events import Frame
-from profiler_core.pprof import encode_profile
+from profiler_core.pprof import encode_profile, gzip_bytes
 from profiler_core.recorder import Recorder
 
 GO = shutil.which("go")
@@ -32,7 +31,7 @@ def profile_path(tmp_path_factory):
     deep = tuple(Frame("/app/deep.py", "f%d" % i, i + 1) for i in range(10))
     r.push(deep, (), {"wall-time": 5_000_000})
     path = tmp_path_factory.mktemp("go") / "p.pprof"
-    path.write_bytes(gzip.compress(encode_profile(r.flush(), period=("cpu-time", 10_000_000))))
+    path.write_bytes(gzip_bytes(encode_profile(r.flush(), period=("cpu-time", 10_000_000))))  # as files are written
     return str(path)
 
 
@@ -59,6 +58,6 @@ def test_go_pprof_opens_on_cpu_time_by_default(tmp_path):
     r.push((QUERY, MAIN), (), {"cpu-time": 40_000_000, "wall-time": 90_000_000})
     r.push((HANDLE, MAIN), (), {"heap-live-samples": 0, "heap-space": 0})
     path = tmp_path / "d.pprof"
-    path.write_bytes(gzip.compress(encode_profile(r.flush())))
+    path.write_bytes(gzip_bytes(encode_profile(r.flush())))
     out = pprof(["-top"], str(path))  # no -sample_index: the profile's default_sample_type decides
     assert "Total samples = 40ms" in out or "of 40ms total" in out, out

@@ -47,6 +47,46 @@ def test_the_watcher_is_unseen_and_per_process(tmp_path):
     ], proc.stdout + proc.stderr
 
 
+LATE_IMPORT = textwrap.dedent(
+    """
+    import os, sys
+    import profiler
+    from profiler import sigterm_watch
+    p = profiler.Profiler(output_pprof=sys.argv[1])
+    p.start()
+    assert sigterm_watch._pipe is not None, "watching"
+    print("signal imported by the profiler", "signal" in sys.modules)
+    import signal  # after the start: takes set_wakeup_fd from _signal
+    print("seen", signal.set_wakeup_fd(-1))  # -1, as without the profiler
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    print("program's", signal.set_wakeup_fd(w) == -1, signal.set_wakeup_fd(-1) == w)
+    p.stop()
+    import _signal
+    print("given back", signal.set_wakeup_fd is _signal.set_wakeup_fd and type(signal.set_wakeup_fd).__name__)
+    p2 = profiler.Profiler(output_pprof=sys.argv[1])
+    p2.start()
+    mine = lambda fd, **kw: -7
+    signal.set_wakeup_fd = mine  # the program's own patch (a test's mock) is left alone at stop
+    p2.stop()
+    print("program's patch kept", signal.set_wakeup_fd is mine)
+    """
+)
+
+
+def test_signal_imported_after_the_start_sees_no_watcher_and_gets_the_original_back(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(LATE_IMPORT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DD_")}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "p")], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "signal imported by the profiler False", "seen -1", "program's True True",
+        "given back builtin_function_or_method", "program's patch kept True",
+    ], proc.stdout + proc.stderr
+
+
 def _cpython_signal_tests(with_profiler: bool) -> str:
     script = textwrap.dedent(
         """

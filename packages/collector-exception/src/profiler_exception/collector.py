@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import _random  # seeded as random.Random is, never blocking; the random module costs ms to import
 import sys
 import threading
 
@@ -77,7 +77,7 @@ class ExceptionCollector(Collector):
             config.exception_collect_message,
             type_name,
             message_of,
-            int.from_bytes(os.urandom(8), "little"),
+            _random.Random().getrandbits(64),
         )
         # Each sampled exception with its moment when the recorder keeps a timeline (a core older
         # than the timeline has no such recorder).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _random  # seeded as random.Random is, never blocking; the random module costs ms to import
 import os
 import sys
 import threading
@@ -80,7 +81,7 @@ class LockCollector(Collector):
         self._running = True
         if self.capture_pct > 0:
             self._sampler = _lock.Sampler(
-                self.recorder.push, interval_for(self.capture_pct), self.config.max_frames, int.from_bytes(os.urandom(8), "little")
+                self.recorder.push, interval_for(self.capture_pct), self.config.max_frames, _random.Random().getrandbits(64)
             )
             # Each sampled event with its moment when the recorder keeps a timeline (a core older
             # than the timeline has no such recorder).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import _random  # seeded as random.Random is, never blocking; the random module costs ms to import
 
 from profiler_core._log import get_logger
 from profiler_core.interfaces import Collector
@@ -70,7 +70,7 @@ class MemoryCollector(Collector):
         if _publish_profiler_threads not in THREAD_LISTENERS:
             THREAD_LISTENERS.append(_publish_profiler_threads)
         _memalloc.start(
-            self.mean, self.config.max_frames, self.allocs, self.heap, MAX_STACKS, MAX_LIVE, int.from_bytes(os.urandom(8), "little")
+            self.mean, self.config.max_frames, self.allocs, self.heap, MAX_STACKS, MAX_LIVE, _random.Random().getrandbits(64)
         )
         self._running = True
 

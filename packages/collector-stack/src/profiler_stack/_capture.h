@@ -252,10 +252,6 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
             if (t->nframes != PROF_ST_TORN || read == PROF_CAP_READS) break;
             (*torn_reads)++;
         }
-        if (t->cpu >= 0 && probe_ns <= 0) {
-            int64_t after = prof_cap_now(tg[i].clock);
-            t->oncpu = after > t->cpu;
-        }
         t->torn = t->nframes == PROF_ST_TORN;
         t->gone = t->nframes == -1;
         if (t->nframes < 0) {
@@ -264,16 +260,14 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
         }
         if (held != NULL && t->nframes > 0) prof_cap_describe_frames(c, t, held, reader != NULL ? &reader->names : NULL);
     }
-    if (probe_ns > 0) {
-        /* The kernel brings a running thread's clock up to date when it is read; a thread off the
-           CPU reads the same value again. One that this thread took the CPU from to read it runs
-           again while this one sleeps: hence the short sleep. One that was blocked at the capture
-           rarely wakes within it. */
-        prof_cap_sleep(probe_ns);
-        for (int i = 0; i < n; i++) {
-            prof_cap_thread *t = &c->threads[i];
-            if (t->cpu >= 0) t->oncpu = prof_cap_now(tg[i].clock) > t->cpu;
-        }
+    /* The kernel brings a running thread's clock up to date when it is read; a thread off the CPU
+       reads the same value again. One that this thread took the CPU from to read it runs again
+       while this one sleeps: hence the short sleep. One that was blocked at the capture rarely
+       wakes within it (or within the reads of the threads after it). */
+    if (probe_ns > 0) prof_cap_sleep(probe_ns);
+    for (int i = 0; i < n; i++) {
+        prof_cap_thread *t = &c->threads[i];
+        if (t->cpu >= 0) t->oncpu = prof_cap_now(tg[i].clock) > t->cpu;
     }
     return c;
 }

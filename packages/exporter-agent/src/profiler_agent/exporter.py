@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _random
 import os
 import time
 from collections import deque
@@ -53,9 +54,7 @@ def uuid4_hex() -> str:
     return b.hex()
 
 
-def _uniform() -> float:
-    """A number in [0, 1), from the system's random source (no random module to import)."""
-    return int.from_bytes(os.urandom(7), "little") / float(1 << 56)
+_uniform = _random.Random().random  # random.random without the random module (milliseconds to import)
 
 
 class _Transient(Exception):

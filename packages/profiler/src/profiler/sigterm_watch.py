@@ -77,7 +77,7 @@ def start(handler: "Callable[[int, object], None]", handler_begun: "Callable[[],
         os.close(w)
         return False
     global _watching
-    _put_wakeup_fd_function(_set_wakeup_fd)
+    _replace_wakeup_fd_function(_real_set_wakeup_fd, _set_wakeup_fd)
     _pipe = (r, w)
     _pid = os.getpid()
     _watching = (handler, handler_begun, flush_and_kill)
@@ -133,18 +133,17 @@ def stop() -> None:
     _give_back_wakeup_fd()
     _close()
     _pid = 0
-    if _signal.set_wakeup_fd is _set_wakeup_fd:
-        _put_wakeup_fd_function(_real_set_wakeup_fd)
+    _replace_wakeup_fd_function(_set_wakeup_fd, _real_set_wakeup_fd)
 
 
-def _put_wakeup_fd_function(function) -> None:  # type: ignore[no-untyped-def]
+def _replace_wakeup_fd_function(old, new) -> None:  # type: ignore[no-untyped-def]
     # The signal module takes its set_wakeup_fd from _signal when first imported: the program's
     # later ``import signal`` finds the one in _signal, and one imported already is set too (the
-    # signal module, which imports enum, is not imported for this).
-    _signal.set_wakeup_fd = function
-    module = sys.modules.get("signal")
-    if module is not None:
-        module.set_wakeup_fd = function
+    # signal module, which imports enum, is not imported for this). A function the program put
+    # there itself (a test's mock) stays.
+    for module in (_signal, sys.modules.get("signal")):
+        if module is not None and getattr(module, "set_wakeup_fd", None) is old:
+            module.set_wakeup_fd = new
 
 
 def _give_back_wakeup_fd() -> None:
