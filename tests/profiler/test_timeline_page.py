@@ -26,6 +26,18 @@ LATE_FIRST_CAPTURE_NS = 350_000_000
 APP = r"""
 import json, threading, time
 marks = {}
+def waited():
+    # nanoseconds this thread has waited for a CPU (Linux schedstat), None where unknown
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+def got_cpu(name, began_wait, began):
+    # share of its life the thread spent waiting for a CPU (None: unknown)
+    ended_wait = waited()
+    known = began_wait is not None and ended_wait is not None
+    marks[name + "_cpu_wait"] = (ended_wait - began_wait) / (time.time_ns() - began) if known else None
 def spin(seconds):
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -36,13 +48,18 @@ def late_work():
     spin(0.6)
 def early():
     marks["early"] = [time.time_ns()]
+    w, cpu = waited(), time.thread_time_ns()
     early_work()
+    marks["early_cpu_ns"] = time.thread_time_ns() - cpu
+    got_cpu("early", w, marks["early"][0])
     marks["early"].append(time.time_ns())
 def late():
     marks["late_sleep"] = [time.time_ns()]
     time.sleep(0.6)
     marks["late_sleep"].append(time.time_ns())
+    w = waited()
     late_work()
+    got_cpu("late_work", w, marks["late_sleep"][1])
     marks["late_work"] = [marks["late_sleep"][1], time.time_ns()]
 a = threading.Thread(target=early, name="early")
 b = threading.Thread(target=late, name="late")
@@ -125,6 +142,19 @@ def _fraction(moment_ns, status):
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by .ci/run)")
 
+#: Share of a computing thread's bars drawn as running: when it got a CPU whenever it wanted one
+#: (it waited for one under 10% of its run, counted by the kernel), and otherwise. A thread kept
+#: off the CPUs by the rest of a loaded machine did not run for stretches, and its bars say so
+#: (CI's suite once starved one to 4% of a CPU for 60 ms); a page that drew computing as waiting
+#: or nothing at all still fails both.
+RUNNING_QUIET, RUNNING_LOADED = 0.9, 0.5
+QUIET_CPU_WAIT = 0.10
+
+
+def running_bound(marks, name):
+    wait = marks.get(name + "_cpu_wait")
+    return RUNNING_QUIET if wait is not None and wait < QUIET_CPU_WAIT else RUNNING_LOADED
+
 
 @needs_chromium
 def test_chromium_draws_each_thread_in_its_lane_where_and_how_it_ran(two_threads, tmp_path):
@@ -171,13 +201,13 @@ def test_chromium_draws_each_thread_in_its_lane_where_and_how_it_ran(two_threads
         return max(began, first_ns)
 
     early_life = pixels("early", drawn_from("early", marks["early"][0]), marks["early"][1])
-    assert share(early_life, "running") > 0.9, [kind(c) for c in early_life][:40]
+    assert share(early_life, "running") > running_bound(marks, "early"), ([kind(c) for c in early_life][:40], marks)
     after_early = pixels("early", marks["early"][1] + 100_000_000, marks["late_work"][1] - 50_000_000)
     assert share(after_early, "empty") > 0.95  # it ended: nothing drawn
     asleep = pixels("late", drawn_from("late", marks["late_sleep"][0]), marks["late_sleep"][1])
     assert share(asleep, "waiting") > 0.85, [kind(c) for c in asleep][:40]
     working = pixels("late", *marks["late_work"])
-    assert share(working, "running") > 0.9
+    assert share(working, "running") > running_bound(marks, "late_work"), marks
 
 
 @needs_chromium
@@ -197,8 +227,10 @@ def test_chromium_draws_the_flame_graph_of_a_selected_range_and_hover_details(tw
     selected = _chromium(page, "select=%f,%f&type=cpu-time" % (early_from + 0.02, early_to - 0.02))
     names = set(json.loads(selected["flame-names"]))
     assert "early_work" in names and "late_work" not in names, names
-    # CPU of the selection: the early thread computing for most of it (0.6 s in all)
-    assert int(selected["flame-total"]) > 0.3e9 * (early_to - early_from - 0.04) / (early_to - early_from)
+    # CPU of the selection: the early thread computing for most of it (0.6 s of wall time, all of it
+    # on a CPU when the machine is quiet): at least half of what it measured of its CPU there
+    selected_part = (early_to - early_from - 0.04) / (early_to - early_from)
+    assert int(selected["flame-total"]) > 0.5 * marks["early_cpu_ns"] * selected_part, (selected, marks)
 
     lanes = [name.split(" ")[0] for name in json.loads(status["lanes"])]
     middle = (early_from + early_to) / 2

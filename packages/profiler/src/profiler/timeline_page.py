@@ -39,10 +39,9 @@ def _lane_of(labels: "Dict[str, object]") -> "Tuple[str, object, str]":
 def timeline_data(profiles: ProfileSet, max_samples: int = MAX_SAMPLES) -> dict:
     """What the page draws: lanes, the stacks and strings they use, and each sample as
     ``[lane, stack, start_us, end_us, cpu_ns, wall_ns, lane_cpu_ns]`` with times from the first
-    moment; ``lane_cpu_ns`` is the CPU the lane's thread used over the sample's wall time, at the
-    rate of its CPU over that moment and the moments before and after it: CPU is counted at the
-    captures that find a thread on the CPU (with what it used since the one before), so one moment
-    alone may show none and the next twice its time."""
+    moment; ``lane_cpu_ns`` is the CPU the lane's thread used over the sample's wall time. CPU is
+    counted at the captures that find a thread on the CPU, with what it used since the last one
+    that did: that CPU is spread back over the moments in between, at one rate."""
     stamped = []
     for sample in profiles.samples:
         moment = sample.labels.get(END_TIMESTAMP_NS)
@@ -80,23 +79,26 @@ def timeline_data(profiles: ProfileSet, max_samples: int = MAX_SAMPLES) -> dict:
         cpu = max(sample.values.get("cpu-time", 0), 0)
         end_us = (moment - t0) / 1000.0
         rows.append([lane, sid, round(end_us - wall / 1000.0, 1), round(end_us, 1), cpu, wall, 0])
-    # Each lane's CPU and wall time by moment, then the rate over each moment and its neighbours.
+    # Each lane's CPU and wall time by moment; a moment with CPU gives its rate to itself and to
+    # the moments without since the last moment with CPU (a lane's last moments without, none).
     at: "Dict[Tuple[int, float], List[int]]" = {}
     for row in rows:
         sums = at.setdefault((row[0], row[3]), [0, 0])
         sums[0] += row[4]
         sums[1] += row[5]
-    by_lane: "Dict[int, List[float]]" = {}
-    for lane, moment in sorted(at):
-        by_lane.setdefault(lane, []).append(moment)
     rate: "Dict[Tuple[int, float], float]" = {}
-    for lane, moments in by_lane.items():
-        for i, moment in enumerate(moments):
-            near = [at[(lane, m)] for m in moments[max(i - 1, 0):i + 2]]
-            wall = sum(w for _c, w in near)
-            rate[(lane, moment)] = sum(c for c, _w in near) / wall if wall else 0.0
+    since: "Dict[int, List[Tuple[int, float]]]" = {}
+    for key in sorted(at):
+        waiting = since.setdefault(key[0], [])
+        waiting.append(key)
+        cpu = at[key][0]
+        if cpu > 0:
+            wall = sum(at[k][1] for k in waiting)
+            for k in waiting:
+                rate[k] = cpu / wall if wall else 1.0
+            waiting.clear()
     for row in rows:
-        row[6] = round(row[5] * min(rate[(row[0], row[3])], 1.0))
+        row[6] = round(row[5] * min(rate.get((row[0], row[3]), 0.0), 1.0))
     # A sample stands for the wall time up to its moment, drawn from the moment minus that time;
     # captures fall at random moments of their intervals, so consecutive bars of a lane would
     # overlap or leave slivers: each starts where the lane's previous one ended when that is less
