@@ -26,7 +26,7 @@ import pytest
 from profiler_core.config import ProfilerConfig
 from profiler_core.recorder import Recorder
 from profiler_stack.collector import StackCollector, can_read_without_gil
-from workload import Truth, deep, profile_shares, serve_short_requests
+from workload import Truth, deep, profile_shares
 
 SCALE = 5  # phases of 350 / 150 / 250 ms
 ROUNDS = 8  # 8 x 750 ms = 6 s
@@ -249,40 +249,3 @@ def test_a_thread_started_later_has_all_its_cpu_counted():
     cpu = sum(values.get("cpu-time", 0) for (stack, labels), values in recorder.flush().samples.items()
               if dict(labels).get("thread name") == "burst") / 1e9
     assert 0.9 * truth["cpu"] <= cpu <= 1.1 * truth["cpu"] + 0.01, (cpu, truth)
-
-
-def short_requests(seconds=4.0, burst=0.002, gap=0.010):
-    """serve_short_requests profiled: what the worker measured, and the samples."""
-    recorder = Recorder()
-    collector = StackCollector(recorder, ProfilerConfig())
-    try:
-        measured = serve_short_requests(seconds, burst, gap, started=collector.start)
-    finally:
-        collector.stop()
-    return measured, recorder.flush().samples
-
-
-def check_short_requests(measured, samples):
-    cpu = handler = 0
-    for (stack, labels), values in samples.items():
-        if not str(dict(labels).get("thread name", "")).startswith("pool"):
-            continue
-        cpu += values.get("cpu-time", 0)
-        if any(frame.function.rsplit(".", 1)[-1] == "handler" for frame in stack):
-            handler += values.get("cpu-time", 0)
-    assert cpu / 1e9 == pytest.approx(measured["total"], rel=0.05), (cpu, measured)
-    truth = 100.0 * measured["handler"] / measured["total"]
-    share = 100.0 * handler / cpu
-    # ~100 captures find the worker in a request: sampling noise alone is a few points. Giving the
-    # CPU between two captures to the stack seen at both put 20-50% in the wait here.
-    assert share == pytest.approx(truth, abs=SHORT_REQUEST_BOUND), (share, truth)
-
-
-SHORT_REQUEST_BOUND = 10.0  # points of the worker's CPU
-
-
-@needs_gil_free
-def test_cpu_of_requests_shorter_than_the_interval_goes_to_them_not_to_the_wait():
-    """The worker waits in the pool's queue at nearly every capture and runs 2 ms requests between
-    them: its CPU is the requests', found by the captures that see it on the CPU."""
-    measure_and_check(check_short_requests, measure=short_requests)

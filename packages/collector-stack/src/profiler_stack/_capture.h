@@ -15,9 +15,6 @@
 #define PROFILER_CAPTURE_H
 
 #include <pthread.h>
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +59,7 @@ typedef struct {
     unsigned long ident;
     unsigned long native_id;
     int64_t cpu;   /* the thread's CPU clock right before its stack was read; -1 unknown */
-    int oncpu;     /* its CPU clock moved over the read and a moment after: running (or ready to) at the capture */
+    int idle;      /* used (almost) no CPU in the moment after: blocked at the capture */
     int gone;      /* the thread state no longer belonged to this thread */
     int torn;      /* the stack changed under every read of it: no stack this time */
     int nframes;   /* frames kept, leaf first */
@@ -92,7 +89,8 @@ typedef struct {
     int ntargets;
     int max_frames;
     int64_t interval_ns;
-    int64_t probe_ns;           /* how long after a capture the clocks are read again (0: at once) */
+    int64_t probe_ns;           /* how long after a capture the clocks are read again */
+    int64_t idle_threshold_ns;  /* CPU below this during the probe: blocked */
     prof_capture *queue[PROF_CAP_QUEUE];
     int head, count;
     int64_t carried;            /* wall ns of captures lost to a full queue or no memory */
@@ -206,7 +204,7 @@ static void prof_cap_describe_frames(prof_capture *c, prof_cap_thread *t, const 
 /* One capture of `n` targets: one block holding the header, the threads and their frames.
    `*torn_reads` counts the stack reads that had to be done again. */
 static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_frames, int64_t probe_ns,
-                                   prof_cap_reader *reader, int64_t *torn_reads,
+                                   int64_t idle_threshold_ns, prof_cap_reader *reader, int64_t *torn_reads,
                                    const prof_cn_held *held, PyInterpreterState *interp) {
     size_t size = sizeof(prof_capture) + (size_t)n * sizeof(prof_cap_thread)
                   + (size_t)n * (size_t)max_frames * sizeof(prof_st_frame);
@@ -234,7 +232,7 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
         t->ident = tg[i].ident;
         t->native_id = tg[i].native_id;
         t->frames = frames + (size_t)i * (size_t)max_frames;
-        t->oncpu = 0;
+        t->idle = 0;
         /* A dead thread's clock reads -1 (EINVAL): clocks name kernel thread ids, not memory. */
         if (tg[i].tstate == fresh) {
             t->cpu = -1;
@@ -260,14 +258,15 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
         }
         if (held != NULL && t->nframes > 0) prof_cap_describe_frames(c, t, held, reader != NULL ? &reader->names : NULL);
     }
-    /* The kernel brings a running thread's clock up to date when it is read; a thread off the CPU
-       reads the same value again. One that this thread took the CPU from to read it runs again
-       while this one sleeps: hence the short sleep. One that was blocked at the capture rarely
-       wakes within it (or within the reads of the threads after it). */
-    if (probe_ns > 0) prof_cap_sleep(probe_ns);
-    for (int i = 0; i < n; i++) {
-        prof_cap_thread *t = &c->threads[i];
-        if (t->cpu >= 0) t->oncpu = prof_cap_now(tg[i].clock) > t->cpu;
+    if (probe_ns > 0) {
+        prof_cap_sleep(probe_ns);
+        for (int i = 0; i < n; i++) {
+            prof_cap_thread *t = &c->threads[i];
+            if (t->cpu >= 0) {
+                int64_t later = prof_cap_now(tg[i].clock);
+                t->idle = later >= 0 && later - t->cpu < idle_threshold_ns;
+            }
+        }
     }
     return c;
 }
@@ -287,11 +286,6 @@ static int prof_cap_threads_changed(const prof_cap_state *s) {
 static void *prof_cap_main(void *arg) {
     prof_cap_state *s = (prof_cap_state *)arg;
     prof_cap_reader *reader = (prof_cap_reader *)calloc(1, sizeof(prof_cap_reader));
-#ifdef PR_SET_TIMERSLACK
-    /* This thread's sleeps end when asked (the default slack adds 50 us): the probe after a
-       capture is short, and the capture moments are the ones drawn. */
-    prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
-#endif
     pthread_mutex_lock(&s->mx);
     int64_t stratum = prof_cap_now(CLOCK_MONOTONIC);
     while (!s->stop) {
@@ -317,7 +311,7 @@ static void *prof_cap_main(void *arg) {
         stratum += span;
 
         int n, max_frames;
-        int64_t probe = s->probe_ns;
+        int64_t probe = s->probe_ns, threshold = s->idle_threshold_ns;
         prof_cap_target *tg = prof_cap_copy_targets(s, &n, &max_frames);
         PyInterpreterState *interp = s->interp;
         if (s->names_reset) {
@@ -327,7 +321,7 @@ static void *prof_cap_main(void *arg) {
         pthread_mutex_unlock(&s->mx);
 
         int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID), torn = 0;
-        prof_capture *c = tg != NULL ? prof_cap_take(tg, n, max_frames, probe, reader, &torn, &s->held, interp)
+        prof_capture *c = tg != NULL ? prof_cap_take(tg, n, max_frames, probe, threshold, reader, &torn, &s->held, interp)
                                      : NULL;
         int64_t cpu1 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID);
         free(tg);
@@ -448,7 +442,7 @@ static prof_capture *prof_cap_take_now(prof_cap_state *s, int64_t *cost_ns) {
     pthread_mutex_unlock(&s->mx);
     prof_cap_reader *reader = (prof_cap_reader *)calloc(1, sizeof(prof_cap_reader));
     int64_t cpu0 = prof_cap_now(CLOCK_THREAD_CPUTIME_ID), torn = 0;
-    prof_capture *c = tg != NULL || n == 0 ? prof_cap_take(tg, n, max_frames, 0, reader, &torn, &s->held, s->interp) : NULL;
+    prof_capture *c = tg != NULL || n == 0 ? prof_cap_take(tg, n, max_frames, 0, 0, reader, &torn, &s->held, s->interp) : NULL;
     *cost_ns = prof_cap_now(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     if (c != NULL) c->weight = weight;
     free(reader);

@@ -112,7 +112,7 @@ cdef extern from "_capture.h":
         unsigned long ident
         unsigned long native_id
         long long cpu
-        int oncpu
+        int idle
         int gone
         int torn
         int nframes
@@ -132,6 +132,7 @@ cdef extern from "_capture.h":
         long long dropped
         long long torn_reads
         long long probe_ns
+        long long idle_threshold_ns
         int batch
         long long republished
         int names_reset
@@ -248,12 +249,6 @@ cdef inline double _next_interval(long long cost_ns, double pct, double lo, doub
     return wanted
 
 
-# GIL-free mode. A capture reads each thread's CPU clock as it reads its stack, and again this long
-# after: a thread whose clock moved was on the CPU at the capture (or ready to run: one this process's
-# capturing thread took the CPU from runs again as it sleeps). A blocked thread rarely wakes so soon.
-ONCPU_PROBE_NS = 10000
-
-
 cdef inline long long _cpu_before_move(long long cpu, bint blocked_before, bint blocked_after) noexcept:
     # The part of `cpu` a thread used in its old stack, when it moved to a new one at an unknown
     # moment between two samples: none if it was blocked at the first (it woke, then ran in the new
@@ -318,16 +313,17 @@ cdef class _ThreadState:
     cdef tuple last_stack
     # A sample whose attribution waits for the next tick (see _push_pending).
     cdef tuple pending
+    # GIL-free mode: the previous capture's CPU delta and probe, and CPU time whose split between
+    # two stacks waits for the next capture (see _take_capture).
+    cdef long long delta_last
+    cdef bint probe_last
+    cdef tuple cpu_pending
+    cdef long long cpu_pending_when  # the moment of the capture that left cpu_pending (the timeline)
     cdef long long wall_carried  # wall time of captures whose stack could not be read, for the next
-    # GIL-free mode: CPU time the thread's clock counted since the last capture that found it on the
-    # CPU, and that capture's stack and labels (see _take_capture); the moment of its last capture.
-    cdef long long cpu_owed
-    cdef tuple oncpu_stack
-    cdef tuple oncpu_labels
-    cdef long long last_when
     cdef object name
     cdef tuple labels
     cdef tuple last_labels  # GIL-free mode: push_labels of the previous capture
+    cdef tuple last_span  # GIL-free mode: the trace span labels of the previous capture
     cdef tuple push_labels  # labels plus those of the greenlet or asyncio task running in the thread, if any
 
 
@@ -398,11 +394,6 @@ cdef class StackSampler:
     is where it was; one whose stack changed is held back one tick, until its CPU
     clock has told whether it then blocked, and its time is split between its old
     and new stacks as the clocks make most likely (see ``_push_pending``).
-
-    Read without the GIL (the default where allowed), each capture also tells which
-    threads were on the CPU at its moment: a thread's CPU time between two captures
-    that found it on the CPU goes to their stacks, none to the stack of a wait it
-    was found in (see ``_take_capture``).
     """
 
     cdef object push
@@ -629,7 +620,8 @@ cdef class StackSampler:
         cdef prof_capture* got[16]
         cdef int n = 0, i, taken
         cdef long long began, cost
-        self.cap.probe_ns = ONCPU_PROBE_NS
+        self.cap.probe_ns = 1000000
+        self.cap.idle_threshold_ns = self.blocked_threshold_ns
         self.cap.batch = self.capture_batch
         self._publish()
         if prof_cap_start(self.cap) != 0:
@@ -753,12 +745,13 @@ cdef class StackSampler:
         self.held_unpublished = []
 
     cdef _take_capture(self, prof_capture* c):
-        # One capture's threads: wall time to the stack captured, CPU time to it if the thread was
-        # on the CPU then (see the CPU below).
+        # One capture's threads: wall time to the stack captured, CPU time since the previous
+        # capture to the same stack; see _split_cpu for a thread whose stack changed.
         cdef int i
         cdef prof_cap_thread* t
         cdef _ThreadState state
-        cdef long long wall = c.weight, wall_t, cpu
+        cdef long long wall = c.weight, wall_t, delta, thr = self.blocked_threshold_ns
+        cdef bint blocked_prev
         cdef dict thread_labels = {}
         self.tick += 1
         active = threading._active
@@ -805,6 +798,7 @@ cdef class StackSampler:
                     state.last_cpu = 0
                 else:
                     state.last_cpu = -1
+                state.delta_last = -1
                 self.threads[key] = state
             state.seen_tick = self.tick
             if name is None:
@@ -827,35 +821,42 @@ cdef class StackSampler:
             stack = self._resolve(t.frames, t.nframes, t.depth, c)
             wall_t = wall + state.wall_carried
             state.wall_carried = 0
+            delta = 0
             if t.cpu >= 0:
                 if state.last_cpu >= 0 and t.cpu > state.last_cpu:
-                    state.cpu_owed += t.cpu - state.last_cpu
+                    delta = t.cpu - state.last_cpu
                 if t.cpu > state.last_cpu:
                     state.last_cpu = t.cpu
-            cpu = 0
-            if t.oncpu:
-                # CPU time used between two captures that found the thread on the CPU goes to their
-                # stacks: all to the one stack when both are the same (with the same labels), else
-                # half each. Captures that found it off the CPU do not say where it ran: a thread
-                # seen waiting before and after a request shorter than the interval did not run
-                # in the wait.
-                cpu = state.cpu_owed
-                if cpu and state.oncpu_stack is not None and (
-                        state.oncpu_stack != stack or state.oncpu_labels != state.push_labels):
-                    self._emit(state.oncpu_stack, state.oncpu_labels, {"cpu-time": cpu - cpu // 2}, c.when)
-                    cpu //= 2
-                state.cpu_owed = 0
-                state.oncpu_stack = stack
-                state.oncpu_labels = state.push_labels
-            self._push_values(stack, state.push_labels, wall_t, cpu, c.when)
+            # Blocked at the previous capture: no CPU right after it, nor over one side of it.
+            blocked_prev = state.probe_last and 0 <= state.delta_last < thr or state.probe_last and delta < thr
+            if state.cpu_pending is not None:
+                self._split_cpu(state, blocked_prev)
+            previous = state.last_stack
+            if delta and state.last_span is not None and span != state.last_span:
+                # Another request (trace span) since the previous capture: the CPU goes to this one,
+                # as ddtrace's does. Splitting it by where the thread blocked favours requests
+                # longer than the interval: those in between, never captured, gave theirs to them.
+                if state.cpu_pending is not None:
+                    self._split_cpu(state, False)
+                self._push_values(stack, state.push_labels, wall_t, delta, c.when)
+            elif delta and previous is not None and (previous != stack or state.last_labels != state.push_labels):
+                self._push_values(stack, state.push_labels, wall_t, 0, c.when)
+                state.cpu_pending = (previous, stack, delta, blocked_prev, state.last_labels, state.push_labels)
+                state.cpu_pending_when = c.when
+                if not t.idle or delta < thr:  # blocked now or not is already known
+                    self._split_cpu(state, t.idle)
+            else:
+                self._push_values(stack, state.push_labels, wall_t, delta, c.when)
             state.last_stack = stack
             state.last_labels = state.push_labels
-            state.last_when = c.when
+            state.last_span = span
+            state.delta_last = delta
+            state.probe_last = t.idle
             thread_labels[ident] = state.labels
         if len(self.threads) > len(thread_labels):
             for v in self.threads.values():
-                if (<_ThreadState>v).seen_tick != self.tick:
-                    self._settle_cpu(<_ThreadState>v)
+                if (<_ThreadState>v).seen_tick != self.tick and (<_ThreadState>v).cpu_pending is not None:
+                    self._split_cpu(<_ThreadState>v, False)
             self.threads = {k: v for k, v in self.threads.items() if (<_ThreadState>v).seen_tick == self.tick}
         if self.task_hook is not None:
             self.push_when = c.when
@@ -879,6 +880,21 @@ cdef class StackSampler:
             if extra:
                 return labels + <tuple>extra
         return labels
+
+    cdef _split_cpu(self, _ThreadState state, bint blocked_now):
+        # CPU time used between two captures by a thread whose stack changed in between goes where
+        # the thread most likely ran: a thread blocked at the first capture (no CPU just after it
+        # nor on one side of it: waiting for the GIL does not look like that) woke up and ran in the
+        # new stack; one blocked at the second ran in the old one before blocking; otherwise, half
+        # each. Whether it is blocked at the second capture may need the next one to tell.
+        previous, stack, delta, blocked_prev, previous_labels, labels = state.cpu_pending
+        state.cpu_pending = None
+        cdef long long cpu = delta
+        cdef long long cpu_prev = _cpu_before_move(cpu, blocked_prev, blocked_now)
+        if cpu - cpu_prev:
+            self._emit(stack, labels, {"cpu-time": cpu - cpu_prev}, state.cpu_pending_when)
+        if cpu_prev:
+            self._emit(previous, previous_labels, {"cpu-time": cpu_prev}, state.cpu_pending_when)
 
     cdef tuple _resolve(self, prof_st_frame* frames, int n, int depth, prof_capture* c):
         # Captured (code address, offset) pairs to Frames. An address is used only if it is a code
@@ -1283,21 +1299,12 @@ cdef class StackSampler:
                 values["cpu-time"] = cpu_prev
             self._emit(previous, labels, values, state.last_sample_ns)
 
-    cdef _settle_cpu(self, _ThreadState state):
-        # A thread seen for the last time (ended, or sampling stops): CPU time used since it was last
-        # found on the CPU goes there (where it was last seen, if never), so that every thread's CPU
-        # clock counts whole.
-        if state.cpu_owed and state.oncpu_stack is not None:
-            self._emit(state.oncpu_stack, state.oncpu_labels, {"cpu-time": state.cpu_owed}, state.last_when)
-        elif state.cpu_owed and state.last_stack is not None:
-            self._emit(state.last_stack, state.last_labels, {"cpu-time": state.cpu_owed}, state.last_when)
-        state.cpu_owed = 0
-
     def flush_pending(self):
         """Push held-back samples and CPU time (at stop)."""
         for state in self.threads.values():
             self._push_pending(<_ThreadState>state, False)
-            self._settle_cpu(<_ThreadState>state)
+            if (<_ThreadState>state).cpu_pending is not None:
+                self._split_cpu(<_ThreadState>state, (<_ThreadState>state).probe_last)
 
     cdef tuple _stack(self, object frame):
         cdef list out = []

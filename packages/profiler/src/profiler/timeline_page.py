@@ -39,9 +39,8 @@ def _lane_of(labels: "Dict[str, object]") -> "Tuple[str, object, str]":
 def timeline_data(profiles: ProfileSet, max_samples: int = MAX_SAMPLES) -> dict:
     """What the page draws: lanes, the stacks and strings they use, and each sample as
     ``[lane, stack, start_us, end_us, cpu_ns, wall_ns, lane_cpu_ns]`` with times from the first
-    moment; ``lane_cpu_ns`` is the CPU the lane's thread used over the sample's wall time. CPU is
-    counted at the captures that find a thread on the CPU, with what it used since the last one
-    that did: that CPU is spread back over the moments in between, at one rate."""
+    moment; ``lane_cpu_ns`` is the CPU of every sample of the lane at that moment (a sampler may
+    split one capture's CPU between the stacks before and after it)."""
     stamped = []
     for sample in profiles.samples:
         moment = sample.labels.get(END_TIMESTAMP_NS)
@@ -79,26 +78,11 @@ def timeline_data(profiles: ProfileSet, max_samples: int = MAX_SAMPLES) -> dict:
         cpu = max(sample.values.get("cpu-time", 0), 0)
         end_us = (moment - t0) / 1000.0
         rows.append([lane, sid, round(end_us - wall / 1000.0, 1), round(end_us, 1), cpu, wall, 0])
-    # Each lane's CPU and wall time by moment; a moment with CPU gives its rate to itself and to
-    # the moments without since the last moment with CPU (a lane's last moments without, none).
-    at: "Dict[Tuple[int, float], List[int]]" = {}
+    cpu_at: "Dict[Tuple[int, float], int]" = {}
     for row in rows:
-        sums = at.setdefault((row[0], row[3]), [0, 0])
-        sums[0] += row[4]
-        sums[1] += row[5]
-    rate: "Dict[Tuple[int, float], float]" = {}
-    since: "Dict[int, List[Tuple[int, float]]]" = {}
-    for key in sorted(at):
-        waiting = since.setdefault(key[0], [])
-        waiting.append(key)
-        cpu = at[key][0]
-        if cpu > 0:
-            wall = sum(at[k][1] for k in waiting)
-            for k in waiting:
-                rate[k] = cpu / wall if wall else 1.0
-            waiting.clear()
+        cpu_at[(row[0], row[3])] = cpu_at.get((row[0], row[3]), 0) + row[4]
     for row in rows:
-        row[6] = round(row[5] * min(rate.get((row[0], row[3]), 0.0), 1.0))
+        row[6] = cpu_at[(row[0], row[3])]
     # A sample stands for the wall time up to its moment, drawn from the moment minus that time;
     # captures fall at random moments of their intervals, so consecutive bars of a lane would
     # overlap or leave slivers: each starts where the lane's previous one ended when that is less
