@@ -93,14 +93,37 @@ def check_endpoints(sent, measured, counts, cpu, name):
         assert abs(share - truth) <= 0.05, (path, share, truth, cpu, measured)
 
 
+# A burst of load from elsewhere on a 2-core machine can move an endpoint's share past the bound
+# (CI saw 5.0 points once, the shares being 0.5-3 off otherwise): up to two fresh measurements are
+# allowed, as in the stack accuracy tests. Endpoints mislaid by the profiler fail all three.
+ATTEMPTS = 3
+
+
+def measured_and_checked(tmp_path, agent, traced_by):
+    """run_service, then the uploads read and check_endpoints passed (measured again if not):
+    what was sent, the uploads (counts, kinds, cpu, runtime ids) and the traces' runtime ids."""
+    for attempt in range(ATTEMPTS):
+        agent.clear()
+        run_dir = tmp_path / ("run%d" % attempt)
+        run_dir.mkdir()
+        sent, measured = run_service(run_dir, agent, traced_by)
+        uploads = read_uploads(agent)
+        try:
+            check_endpoints(sent, measured, uploads[0], uploads[2], lambda path: "GET " + path)
+        except AssertionError as error:
+            if attempt == ATTEMPTS - 1:
+                raise
+            print("measurement %d outside the bounds, measuring again: %s" % (attempt + 1, error))
+            continue
+        return sent, uploads, trace_runtime_ids(agent)
+
+
 def test_a_ddtrace_traced_service_is_profiled_per_span_and_endpoint(tmp_path):
     from service import TestAgent
 
     agent = TestAgent()
     try:
-        sent, measured = run_service(tmp_path, agent, "ddtrace")
-        counts, kinds, cpu, runtime_ids = read_uploads(agent)
-        traces_runtime = trace_runtime_ids(agent)
+        sent, (counts, kinds, cpu, runtime_ids), traces_runtime = measured_and_checked(tmp_path, agent, "ddtrace")
         agent.clear()
         run_service(tmp_path, agent, "ddtrace", under="ddtrace")
         _dd_counts, dd_kinds, dd_cpu, _ = read_uploads(agent)
@@ -108,7 +131,6 @@ def test_a_ddtrace_traced_service_is_profiled_per_span_and_endpoint(tmp_path):
         agent.close()
     dd_total = sum(dd_cpu.get("GET " + path, 0) for path in sent)
     print("ddtrace's profiler:", {path: dd_cpu.get("GET " + path, 0) / dd_total for path in sent})
-    check_endpoints(sent, measured, counts, cpu, lambda path: "GET " + path)
     assert kinds == SPAN_LABELS
     assert dd_kinds == kinds  # the same labels, of the same kinds, as ddtrace's profiler sends
     assert runtime_ids and runtime_ids <= traces_runtime, (runtime_ids, traces_runtime)
@@ -121,11 +143,9 @@ def test_an_opentelemetry_traced_service_is_profiled_per_span_and_endpoint(tmp_p
 
     agent = TestAgent()
     try:
-        sent, measured = run_service(tmp_path, agent, "otel")
-        counts, kinds, cpu, _runtime_ids = read_uploads(agent)
+        _sent, (_counts, kinds, _cpu, _runtime_ids), _ = measured_and_checked(tmp_path, agent, "otel")
     finally:
         agent.close()
-    check_endpoints(sent, measured, counts, cpu, lambda path: "GET " + path)
     assert kinds == SPAN_LABELS
 
 
