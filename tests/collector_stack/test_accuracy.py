@@ -106,10 +106,10 @@ def check_coarse(wall, expected, cpu, truth):
 ATTEMPTS = 3
 
 
-def measure_and_check(check, measure=None, **run):
+def measure_and_check(check, **run):
     for attempt in range(ATTEMPTS):
         try:
-            return check(*(measure or profile_run)(**run))
+            return check(*profile_run(**run))
         except AssertionError as error:
             if attempt == ATTEMPTS - 1:
                 raise

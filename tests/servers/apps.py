@@ -21,30 +21,6 @@ def application(environ, start_response):
     return [body]
 
 
-SHORT_CPU_NS = [0]  # CPU the short requests measured in short_request, in this process
-
-
-def short_request():
-    """2 ms of CPU, measured: shorter than the sampling interval."""
-    began = time.thread_time_ns()
-    end = began + 2_000_000
-    while time.thread_time_ns() < end:
-        pass
-    SHORT_CPU_NS[0] += time.thread_time_ns() - began
-
-
-def short_application(environ, start_response):
-    """WSGI: ``/`` runs ``short_request`` and answers the pid; ``/stats`` answers the pid and the CPU
-    nanoseconds ``short_request`` measured."""
-    if environ["PATH_INFO"] == "/stats":
-        body = ("%d %d\n" % (os.getpid(), SHORT_CPU_NS[0])).encode()
-    else:
-        short_request()
-        body = ("%d\n" % os.getpid()).encode()
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-    return [body]
-
-
 async def asgi_app(scope, receive, send):
     """ASGI (uvicorn)."""
     if scope["type"] == "lifespan":

@@ -164,17 +164,10 @@ def profiles_by_pid(out) -> dict:
     return found
 
 
-def closed_loop(port: int, requests: int = 40, clients: int = 4) -> "list":
-    """``requests`` GET / from ``clients`` threads, each sending its next as its last is answered."""
-    with ThreadPoolExecutor(clients) as pool:
-        return list(pool.map(lambda _: get(port), range(requests)))
-
-
 def run_server(tmp_path, command, port, requests=40, clients=4, env_extra=None, launcher_args=(),
-               ready_before_signal=None, signum=signal.SIGTERM, launched=True, load=None) -> ServerRun:
+               ready_before_signal=None, signum=signal.SIGTERM, launched=True) -> ServerRun:
     """Run ``command`` under profiler-run (see the module docstring), or as it is when not
     ``launched`` (the application starts the profiler: profiles go to the same place).
-    ``load(port)`` sends the requests and returns the answers (default: ``closed_loop``).
     ``ready_before_signal(pids)``, given the server's live processes after the load, tells whether
     they are all ready for the signal (it is sent when they are, or after 30 s)."""
     out = tmp_path / "profiles"
@@ -191,7 +184,8 @@ def run_server(tmp_path, command, port, requests=40, clients=4, env_extra=None, 
     report = ""
     try:
         assert wait_for_port(port, proc), "the server did not listen\n" + stderr_path.read_text()[-4000:]
-        answers = load(port) if load is not None else closed_loop(port, requests, clients)
+        with ThreadPoolExecutor(clients) as pool:
+            answers = list(pool.map(lambda _: get(port), range(requests)))
         assert all(status == 200 for status, _ in answers), answers
         answered_by = {}
         for _, body in answers:
