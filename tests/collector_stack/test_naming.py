@@ -72,6 +72,29 @@ def main(stop):
             value = sum(range(2000))
 '''
 
+# The thread keeps going in and out of the profiler's own work (as a program's thread does while it
+# starts the profiler): captures taken meanwhile are left out, and the code text the capturing
+# thread copied in them, sent once, must still name the same functions' frames afterwards. The
+# functions are in a list, not in a namespace the sampler scans, so only those copies name them.
+OWN_WORK_BURSTS = '''
+import time
+from profiler_core.threads import own_work
+FUNCTIONS = []
+for i in range(100):
+    namespace = {}
+    exec("def burst_%03d():\\n    return sum(range(500))\\n" % i, namespace)
+    FUNCTIONS.append(namespace.pop("burst_%03d" % i))
+def main(stop):
+    while not stop.is_set():
+        for seconds, work in ((0.02, own_work), (0.03, None)):
+            end = time.monotonic() + seconds
+            with work() if work else nullcontext():
+                while time.monotonic() < end:
+                    for f in FUNCTIONS:
+                        f()
+from contextlib import nullcontext
+'''
+
 
 def thread_stacks(source, seconds, **config):
     """Run ``source``'s module code, then its ``main`` for ``seconds``, in a thread under a collector
@@ -86,6 +109,7 @@ def thread_stacks(source, seconds, **config):
         pytest.param(LATE_DEFINITIONS, "late_", id="defined-after-a-long-import"),
         pytest.param(EXEC_LOOP, "made_", id="exec-loop"),
         pytest.param(SHAPES, None, id="lambda-closure-decorator-property-class-body-generator"),
+        pytest.param(OWN_WORK_BURSTS, "burst_", id="text-sent-in-captures-left-out"),
     ],
 )
 def test_no_frame_is_unknown(source, expected):

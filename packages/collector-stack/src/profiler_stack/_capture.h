@@ -179,9 +179,12 @@ typedef struct {
 } prof_cap_reader;
 
 /* Points each frame of `t` whose code the sampler does not hold at a description of that code in
-   the capture (made once per code object per capture; at most PROF_CN_PER_CAPTURE of them). */
-static void prof_cap_describe_frames(prof_capture *c, prof_cap_thread *t, const prof_cn_held *held,
-                                     prof_cn_cache *cache) {
+   the capture (made once per code object per capture; at most PROF_CN_PER_CAPTURE of them).
+   Returns how many frames' code was no code object any more (PROF_ST_GONE_CODE): the thread moved
+   on since its stack was read and that code was freed (a module's code once it ran, exec's code). */
+static int prof_cap_describe_frames(prof_capture *c, prof_cap_thread *t, const prof_cn_held *held,
+                                    prof_cn_cache *cache) {
+    int gone = 0;
     for (int j = 0; j < t->nframes; j++) {
         prof_st_frame *f = &t->frames[j];
         if (prof_cn_is_held(held, f->code)) continue;
@@ -192,13 +195,18 @@ static void prof_cap_describe_frames(prof_capture *c, prof_cap_thread *t, const 
             if (c->nnames >= PROF_CN_PER_CAPTURE) continue;
             if (c->names == NULL) {
                 c->names = (prof_cn_record *)malloc(PROF_CN_PER_CAPTURE * sizeof(prof_cn_record));
-                if (c->names == NULL) return;
+                if (c->names == NULL) return gone;
             }
-            if (prof_cn_describe(f->code, &c->names[k], cache) != 0) continue;
+            if (prof_cn_describe(f->code, &c->names[k], cache) != 0) {
+                f->name = PROF_ST_GONE_CODE;  /* not to be named by address: it may be another code's */
+                gone++;
+                continue;
+            }
             c->nnames++;
         }
         f->name = k;
     }
+    return gone;
 }
 
 /* One capture of `n` targets: one block holding the header, the threads and their frames.
@@ -244,10 +252,20 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
             continue;
         }
         t->cpu = tg[i].has_clock ? prof_cap_now(tg[i].clock) : -1;
+        /* A stack read while it changed is read again; so is one with a frame whose code was freed
+           before it could be described (the stack moved on): the new read is right for its moment. */
         for (int read = 1;; read++) {
             t->nframes = prof_st_walk(tg[i].tstate, tg[i].ident, t->frames, max_frames, &t->depth, scratch,
                                       scratch != NULL ? PROF_CAP_SCRATCH : 0, codes, t->gens, &t->ngens);
-            if (t->nframes != PROF_ST_TORN || read == PROF_CAP_READS) break;
+            if (t->nframes == PROF_ST_TORN) {
+                if (read == PROF_CAP_READS) break;
+                (*torn_reads)++;
+                continue;
+            }
+            if (held == NULL || t->nframes <= 0
+                || prof_cap_describe_frames(c, t, held, reader != NULL ? &reader->names : NULL) == 0
+                || read == PROF_CAP_READS)
+                break;
             (*torn_reads)++;
         }
         t->torn = t->nframes == PROF_ST_TORN;
@@ -256,7 +274,6 @@ static prof_capture *prof_cap_take(const prof_cap_target *tg, int n, int max_fra
             t->nframes = 0;
             t->depth = 0;
         }
-        if (held != NULL && t->nframes > 0) prof_cap_describe_frames(c, t, held, reader != NULL ? &reader->names : NULL);
     }
     if (probe_ns > 0) {
         prof_cap_sleep(probe_ns);

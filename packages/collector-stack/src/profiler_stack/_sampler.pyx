@@ -367,6 +367,26 @@ cdef str _decoded(char* text, int size, int kind):
     return data.decode("utf-16-le" if kind == 2 else "utf-32-le", "surrogatepass")
 
 
+cdef tuple _record_key(prof_cn_record* r):
+    # The identity of a described code object's text (see prof_cn_key).
+    return (PyLong_FromVoidPtr(<void*>r.key.code), PyLong_FromVoidPtr(<void*>r.key.name),
+            PyLong_FromVoidPtr(<void*>r.key.file), PyLong_FromVoidPtr(<void*>r.key.lines), r.key.firstlineno,
+            r.key.name_len, r.key.name_hash, r.key.file_len, r.key.file_hash)
+
+
+cdef _CopiedCode _copied_code(prof_cn_record* r):
+    # A code object's description (with its text) made into what frames are named from.
+    cdef _CopiedCode made = _CopiedCode()
+    name = _decoded(r.name_text, r.name_len, r.name_kind)
+    made.filename = _decoded(r.file_text, r.file_len, r.file_kind)
+    made.name = name
+    made.class_name = _class_from_qualname(name) if _HAS_QUALNAME else ""
+    made.firstlineno = r.key.firstlineno
+    made.lines = PyBytes_FromStringAndSize(<char*>r.lines_text, r.lines_len)
+    made.frames = {}
+    return made
+
+
 cdef str _class_from_qualname(str qualname):
     cdef list parts = qualname.split(".")
     if len(parts) < 2:
@@ -440,12 +460,15 @@ cdef class StackSampler:
     cdef public bint reading_without_gil  # what the running (or last) run() does
     cdef bint stacks_looked_at  # held_codes has the code on every stack since this batch began
     cdef dict held_codes  # code objects seen on stacks or in their modules, by address: held, so alive (bounded)
+    cdef dict held_before  # held_codes before it was last cleared: captures taken then left their frames to it
     cdef set scanned_namespaces  # ids of module namespaces whose functions are in held_codes
     cdef dict raw_stacks  # captured frames (as bytes, with the depth) -> the stack tuple made of them
     cdef list held_unpublished  # held code objects the capturing thread is not told of yet
     cdef dict copied_codes  # code text copied by the capturing thread, by its key: for codes not held
+    cdef dict copied_before  # copied_codes before it was last cleared: queued captures refer to its text
     cdef public long long named_from_copies  # frames named from text copied at capture time
     cdef public long long unknown_frames  # frames whose code could not be proven alive
+    cdef public long long names_missed  # described frames whose text had been forgotten (sent again)
     cdef public long long torn_stacks  # thread captures given up: the stack changed under every read
     cdef public int capture_batch  # captures turned into samples per GIL acquisition
     cdef set published_threads  # (ident, native id) of the threads last published; None before the first
@@ -477,6 +500,7 @@ cdef class StackSampler:
         self.gil_free = gil_free
         self.reading_without_gil = False
         self.unknown_frames = 0
+        self.names_missed = 0
         self.torn_stacks = 0
         self.capture_batch = 4
         self.cap = prof_cap_new()
@@ -508,8 +532,10 @@ cdef class StackSampler:
         self.cost_average = 0
         self.codes = {}
         self.held_codes = {}
+        self.held_before = {}
         self.held_unpublished = []
         self.copied_codes = {}
+        self.copied_before = {}
         self.named_from_copies = 0
         self.scanned_namespaces = set()
         self.raw_stacks = {}
@@ -641,9 +667,10 @@ cdef class StackSampler:
                 self.stacks_looked_at = False
                 try:
                     for i in range(n):
-                        self._take_capture(got[i])
-                except Exception:
-                    self.errors += 1
+                        try:
+                            self._take_capture(got[i])
+                        except Exception:
+                            self.errors += 1  # the batch's other captures are still taken
                 finally:
                     for i in range(n):
                         prof_cap_free(got[i])
@@ -753,6 +780,8 @@ cdef class StackSampler:
         cdef long long wall = c.weight, wall_t, delta, thr = self.blocked_threshold_ns
         cdef bint blocked_prev
         cdef dict thread_labels = {}
+        if c.nnames:
+            self._take_names(c)
         self.tick += 1
         active = threading._active
         for i in range(c.nthreads):
@@ -910,13 +939,18 @@ cdef class StackSampler:
             self.codes = {}
             self.raw_stacks = {}  # its stacks stand for code objects no longer held
         if len(self.held_codes) > self.max_codes:  # namespaces fill it up to half of that only
+            # Captures already taken left out the frames of codes held until now (they name them
+            # from these objects): the previous table is kept for them, one clearing long.
+            self.held_before = self.held_codes
             self.held_codes = {}
             self.held_unpublished = []
             self.scanned_namespaces = set()
             self.stacks_looked_at = False
+            self.copied_before = self.copied_codes
             self.copied_codes = {}
             prof_cap_forget_codes(self.cap)
         elif len(self.copied_codes) > self.max_codes:
+            self.copied_before = self.copied_codes  # queued captures still refer to its text
             self.copied_codes = {}
             prof_cap_resend_names(self.cap)
         # A stack seen before costs one lookup. Its code addresses are those of code objects this
@@ -940,10 +974,19 @@ cdef class StackSampler:
                     from_copies = True  # the address may be another code's later: not cached
                     out.append(copied.frame(frames[i].lasti))
                     continue
+            elif frames[i].name != -1:
+                # Its code was freed before it could be described, and read again it still was: the
+                # address may be another code's by now.
+                self.unknown_frames += 1
+                unknown = True
+                out.append(UNKNOWN_FRAME)
+                continue
             key = PyLong_FromVoidPtr(frames[i].code)
             info = <_CodeInfo>self.codes.get(key)
             if info is None:
                 code = self.held_codes.get(key)
+                if code is None and self.held_before:
+                    code = self.held_before.get(key)
                 if code is None and self._hold_codes_on_stacks_once():
                     code = self.held_codes.get(key)
                 if code is None:
@@ -969,32 +1012,35 @@ cdef class StackSampler:
             self.raw_stacks[raw] = stack
         return stack
 
-    cdef _CopiedCode _copied(self, prof_capture* c, int index):
-        # The code described by the capture's record `index` (text from this capture or an earlier
-        # one), or None.
+    cdef _take_names(self, prof_capture* c):
+        # Every code text a capture carries, kept before any of its threads is looked at: the
+        # capturing thread sends a text once, so one left behind with a thread this sampler skips
+        # (the profiler's own, one doing the profiler's work) would leave later frames unnamed.
+        cdef int index
         cdef prof_cn_record* r
+        for index in range(c.nnames):
+            r = &c.names[index]
+            if r.has_text:
+                key = _record_key(r)
+                if key not in self.copied_codes:
+                    self.copied_codes[key] = _copied_code(r)
+
+    cdef _CopiedCode _copied(self, prof_capture* c, int index):
+        # The code described by the capture's record `index` (its text came with this capture or
+        # an earlier one), or None.
         if index < 0 or c == NULL or index >= c.nnames:
             return None
-        r = &c.names[index]
-        key = (PyLong_FromVoidPtr(<void*>r.key.code), PyLong_FromVoidPtr(<void*>r.key.name),
-               PyLong_FromVoidPtr(<void*>r.key.file), PyLong_FromVoidPtr(<void*>r.key.lines), r.key.firstlineno,
-               r.key.name_len, r.key.name_hash, r.key.file_len, r.key.file_hash)
+        key = _record_key(&c.names[index])
         copied = self.copied_codes.get(key)
-        if copied is not None:
-            return <_CopiedCode>copied
-        if not r.has_text:
+        if copied is None and self.copied_before:
+            copied = self.copied_before.get(key)
+            if copied is not None:
+                self.copied_codes[key] = copied
+        if copied is None:
             prof_cap_resend_names(self.cap)  # its text was forgotten here: sent again from now on
+            self.names_missed += 1
             return None
-        cdef _CopiedCode made = _CopiedCode()
-        name = _decoded(r.name_text, r.name_len, r.name_kind)
-        made.filename = _decoded(r.file_text, r.file_len, r.file_kind)
-        made.name = name
-        made.class_name = _class_from_qualname(name) if _HAS_QUALNAME else ""
-        made.firstlineno = r.key.firstlineno
-        made.lines = PyBytes_FromStringAndSize(<char*>r.lines_text, r.lines_len)
-        made.frames = {}
-        self.copied_codes[key] = made
-        return made
+        return <_CopiedCode>copied
 
     cdef bint _hold_codes_on_stacks_once(self):
         # Holds the code objects on stacks at most once a batch; whether it did so now.

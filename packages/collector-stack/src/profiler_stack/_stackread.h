@@ -44,8 +44,11 @@
 typedef struct {
     void *code; /* address of the frame's code object, as read: unverified */
     int lasti;  /* byte offset of the instruction */
-    int name;   /* index of the capture's description of the code (_codenames.h), or -1 */
+    int name;   /* index of the capture's description of the code (_codenames.h), or -1, or PROF_ST_GONE_CODE */
 } prof_st_frame;
+
+/* prof_st_frame.name of a frame whose code object was gone by the time it was to be described */
+#define PROF_ST_GONE_CODE (-2)
 
 static pid_t prof_st_pid = 0;
 
