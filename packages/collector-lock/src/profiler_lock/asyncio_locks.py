@@ -23,6 +23,9 @@ _Semaphore = _locks.Semaphore
 _BoundedSemaphore = _locks.BoundedSemaphore
 # A semaphore forgets sampled acquires beyond this many unreleased ones (a task that never releases).
 MAX_HELD = 1024
+# Bound once: the per-acquire path looks up one global instead of an attribute of a module. The
+# original methods are still looked up on the class at each call, as a program patching them expects.
+_take_sample = _lock.take_sample
 
 
 def _current_task():
@@ -42,7 +45,7 @@ class Lock(_Lock):
 
     def acquire(self):
         """Acquire the lock (a coroutine, as the original's)."""
-        if not _lock.take_sample():
+        if not _take_sample():
             return _Lock.acquire(self)
         return self._sampled_acquire()
 
@@ -56,11 +59,12 @@ class Lock(_Lock):
     def release(self) -> None:
         """Release the lock; RuntimeError if it is not locked, as the original."""
         held_since = self._profiler_acquired_at
-        now = _lock.now_ns() if held_since else 0
+        if not held_since:  # not a sampled acquire: nothing to record (most releases)
+            return _Lock.release(self)
+        now = _lock.now_ns()
         _Lock.release(self)
         self._profiler_acquired_at = 0
-        if held_since:
-            _lock.record(False, self._profiler_site, self, now - held_since, 0)
+        _lock.record(False, self._profiler_site, self, now - held_since, 0)
 
 
 class _ProfiledSemaphore:
@@ -75,7 +79,7 @@ class _ProfiledSemaphore:
 
     def acquire(self):
         """Acquire the semaphore (a coroutine, as the original's)."""
-        if not _lock.take_sample():
+        if not _take_sample():
             return self._profiler_base.acquire(self)
         return self._sampled_acquire()
 
