@@ -48,7 +48,9 @@ def test_each_threads_samples_lie_in_its_life_in_order_and_add_up_to_it(gil_free
     finally:
         collector.stop()
     by_thread = {}
+    capture_moments = set()  # of every thread's samples: the moments captures were taken
     for (stack, labels), moment, values in snapshot.timed:
+        capture_moments.add(moment)
         name = dict(labels).get("thread name")
         if name in lives:
             by_thread.setdefault(name, []).append((moment, values))
@@ -74,7 +76,13 @@ def test_each_threads_samples_lie_in_its_life_in_order_and_add_up_to_it(gil_free
         wall = sum(values.get("wall-time", 0) for _, values in samples)
         interval = wall / max(sum(1 for _, values in samples if values.get("wall-time")), 1)
         assert moments[0] <= began + 350_000_000, (name, (moments[0] - began) / 1e9)
-        assert moments[-1] >= ended - 2 * interval - 50_000_000, (name, (ended - moments[-1]) / 1e9, interval / 1e9)
+        if moments[-1] < ended - 2 * interval - 50_000_000:
+            # The capturing thread itself may not have run for a while (CI on 3.10 once: 112 ms
+            # with both cores busy): then no thread has a sample. Only captures that were taken
+            # while this thread lived, and left it out, are a fault (one may have read its stack
+            # while it changed, every time).
+            missed = [m for m in capture_moments if moments[-1] < m < ended - 10_000_000]
+            assert len(missed) <= 1, (name, (ended - moments[-1]) / 1e9, interval / 1e9, len(missed))
         # The first moment's samples are left out of the sum: they stand for the interval before
         # the first capture, partly from before the thread started.
         after_first = sum(values.get("wall-time", 0) for moment, values in samples if moment > moments[0])
