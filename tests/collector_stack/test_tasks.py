@@ -279,3 +279,33 @@ def test_more_tasks_than_walked_per_sample_are_all_seen_and_weighted():
         done.set()
         thread.join(30)
     assert {labels["task name"] for labels, values in pushes} >= {"w%d" % i for i in range(count)}
+
+
+def test_a_waiting_tasks_stack_is_reused_while_it_waits_in_the_same_place_and_follows_it_when_it_moves():
+    """Walks of waiting tasks look a stack up by where each of its frames is: the same place gives
+    the same stack, a task that moved on to its next await gets the line it waits at now."""
+    import asyncio
+
+    from profiler_stack.tasks import task_stack
+
+    async def body(first, second):
+        await first.wait()
+        await second.wait()
+
+    async def main():
+        first, second = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(body(first, second))
+        await asyncio.sleep(0)
+        before = task_stack(task, 64)
+        assert task_stack(task, 64) is before
+        first.set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        after = task_stack(task, 64)
+        second.set()
+        await task
+        return before, after
+
+    before, after = asyncio.run(main())
+    assert before[-1].function.endswith("body") and after[-1].function.endswith("body")
+    assert after[-1].lineno == before[-1].lineno + 1

@@ -149,16 +149,33 @@ def coroutine_frames(coro: object) -> "Iterator[object]":
         seen += 1
 
 
+# A waiting task's stack is usually the one it had at the previous walk: stacks by where each of
+# their frames is (code object, instruction offset), so that an unchanged one costs a lookup
+# instead of its Frames and names. The code objects are held by the keys, so a key never matches
+# another code that took a freed one's address. Cleared when full.
+_STACKS: "Dict[tuple, Tuple[Frame, ...]]" = {}
+_STACKS_MAX = 10_000
+
+
 def task_stack(task: object, max_frames: int) -> "Tuple[Frame, ...]":
     """The stack a suspended task waits in, leaf first."""
-    frames = []
-    for frame in coroutine_frames(task.get_coro()):  # type: ignore[attr-defined]
+    frames = list(coroutine_frames(task.get_coro()))  # type: ignore[attr-defined]
+    key = (max_frames,) + tuple((frame.f_code, frame.f_lasti) for frame in frames)
+    stack = _STACKS.get(key)
+    if stack is not None:
+        return stack
+    out = []
+    for frame in frames:
         code = frame.f_code
         name = getattr(code, "co_qualname", code.co_name)
         owner = name.rsplit(".", 2)[-2] if name.count(".") else ""
-        frames.append(Frame(code.co_filename, name, frame.f_lineno or 0, "" if owner == "<locals>" else owner))
-    frames.reverse()
-    return truncate_stack(tuple(frames), max_frames)
+        out.append(Frame(code.co_filename, name, frame.f_lineno or 0, "" if owner == "<locals>" else owner))
+    out.reverse()
+    stack = truncate_stack(tuple(out), max_frames)
+    if len(_STACKS) >= _STACKS_MAX:
+        _STACKS.clear()
+    _STACKS[key] = stack
+    return stack
 
 
 def sample_tasks(
