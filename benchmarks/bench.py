@@ -122,7 +122,7 @@ WORKLOADS = {
     "100 threads, CPU and sleeps": (["many_threads.py", "100", "40"], ["many_threads.py", "100", "4"], {}, True),
     "asyncio fan-out, 500 tasks per batch": (["asyncio_fanout.py", "40"], ["asyncio_fanout.py", "4"], {}, True),
     "asyncio service at the defaults (queue, lock, 2,000 idle tasks)": (
-        ["asyncio_service.py", "200000"],
+        ["asyncio_service.py", "1000000"],
         ["asyncio_service.py", "20000"],
         {},
         False,

@@ -65,7 +65,7 @@ async def serve(items):
 
 
 def main():
-    items = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    items = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     print("%.6f" % asyncio.run(serve(items)))
 
 
