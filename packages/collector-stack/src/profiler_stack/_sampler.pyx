@@ -949,10 +949,6 @@ cdef class StackSampler:
             self.copied_before = self.copied_codes
             self.copied_codes = {}
             prof_cap_forget_codes(self.cap)
-        elif len(self.copied_codes) > self.max_codes:
-            self.copied_before = self.copied_codes  # queued captures still refer to its text
-            self.copied_codes = {}
-            prof_cap_resend_names(self.cap)
         # A stack seen before costs one lookup. Its code addresses are those of code objects this
         # sampler holds, so the same bytes mean the same code.
         raw = PyBytes_FromStringAndSize(<char*>frames, n * sizeof(prof_st_frame)) + depth.to_bytes(4, "little")
@@ -1018,6 +1014,10 @@ cdef class StackSampler:
         # (the profiler's own, one doing the profiler's work) would leave later frames unnamed.
         cdef int index
         cdef prof_cn_record* r
+        if len(self.copied_codes) > self.max_codes:  # the one place it grows: bounded here
+            self.copied_before = self.copied_codes  # queued captures still refer to its text
+            self.copied_codes = {}
+            prof_cap_resend_names(self.cap)
         for index in range(c.nnames):
             r = &c.names[index]
             if r.has_text:
