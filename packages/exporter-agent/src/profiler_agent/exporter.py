@@ -69,19 +69,6 @@ class _Rejected(Exception):
     """An upload failure not worth retrying: the agent said no (4xx), or answered with a redirect."""
 
 
-def _redirect_target(location: "Optional[str]") -> str:
-    """Where a redirect pointed, as scheme://host only (a Location may carry a token in its path or query)."""
-    if not location:
-        return "nowhere"
-    try:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(location)
-        return "%s://%s" % (parts.scheme, parts.hostname) if parts.scheme and parts.hostname else "a relative URL"
-    except ValueError:
-        return "an invalid URL"
-
-
 class AgentExporter(Exporter):
     """Uploads each profile to the agent (or intake) as ddtrace does, from a daemon thread.
 
@@ -111,14 +98,14 @@ class AgentExporter(Exporter):
         self.endpoint = endpoint or resolve(config)
         self.max_pending = max(1, max_pending)
         self.retry_base = max(retry_base, 0.001)
-        # The payload's modules (json, and the re it imports) and requests with the transport are
-        # imported on the thread that builds the exporter, not with this module (which every
+        # The payload's modules (json, and the re it imports) and the HTTP client (ssl for https)
+        # are imported on the thread that builds the exporter, not with this module (which every
         # profiled process imports, files or agent) nor in the uploader thread: a fork during an
         # import there would leave the child's import lock held.
-        from profiler_agent import payload, transport
+        from profiler_agent import httpclient, payload
 
         self._payload = payload
-        self._transport = transport
+        self._http = httpclient
         self.codec = payload.pick_codec(config.upload_compression)
         if config.upload_compression == "zstd" and self.codec != "zstd":
             LOG.warning(
@@ -134,11 +121,7 @@ class AgentExporter(Exporter):
         self.redirects_refused = 0
         self._init_state()
         LOG.debug("profiler: uploading to %r", self.endpoint)
-        try:
-            self._session = transport.make_session(self.endpoint.unix_socket, config.api_timeout)
-            transport.warm_up(self._session, self.endpoint.url)
-        except Exception:
-            LOG.debug("profiler: could not prepare a request to %s", self.endpoint.display, exc_info=True)
+        self._target = httpclient.Target(self.endpoint.url, self.endpoint.unix_socket)
 
     def _init_state(self) -> None:
         self._cond = Condition()
@@ -149,7 +132,6 @@ class AgentExporter(Exporter):
         self._stop_deadline = float("inf")
         self._given_up = False
         self._closed = False
-        self._session = None
         self._limit = RateLimit()
         self._delay = 0.0  # the current backoff: 0 while uploads succeed
         self._retry_at = 0.0  # no attempt before this time.monotonic()
@@ -370,13 +352,15 @@ class AgentExporter(Exporter):
             self._runtime_tags["runtime-id"] = runtime_id
 
     def _post(self, profile: "ExportedProfile", timeout: "Optional[float]" = None) -> None:
-        transport = self._transport
-        if self._session is None:
-            self._session = transport.make_session(self.endpoint.unix_socket, self.config.api_timeout)
+        http = self._http
         tags = dict(profile.tags)
         self._follow_tracer_runtime_id()
         tags.update(self._runtime_tags)
+        content_type, body = http.multipart(
+            self._payload.build_parts(profile, tags, self.codec, self._process_tags, self._settings)
+        )
         headers = {
+            "Content-Type": content_type,
             "DD-EVP-ORIGIN": ORIGIN,
             "DD-EVP-ORIGIN-VERSION": __version__,
             "User-Agent": USER_AGENT,
@@ -384,20 +368,14 @@ class AgentExporter(Exporter):
         headers.update(self.container_headers)
         headers.update(self.endpoint.headers)
         try:
-            response = self._session.post(
-                self.endpoint.url,
-                files=self._payload.build_files(profile, tags, self.codec, self._process_tags, self._settings),
-                headers=headers,
-                timeout=self.config.api_timeout if timeout is None else timeout,
-                allow_redirects=False,  # the API key must not follow a redirect anywhere
-            )
-        except transport.ConnectionError as exc:
-            raise _Unreachable(type(exc).__name__ + (": %s" % exc if str(exc) else "")) from None
-        except transport.RequestException as exc:
-            raise _Transient(type(exc).__name__ + (": %s" % exc if str(exc) else "")) from None
-        status = response.status_code
-        location = response.headers.get("Location")
-        response.close()
+            # Redirects are not followed: the API key must not go along to wherever they point.
+            response = self._target.post(body, headers, self.config.api_timeout if timeout is None else timeout)
+        except http.Unreachable as exc:
+            raise _Unreachable(str(exc)) from None
+        except http.HTTPError as exc:
+            raise _Transient(str(exc)) from None
+        status = response.status
+        location = response.headers.get("location")
         if status < 300:
             return
         if status < 400:
@@ -409,7 +387,7 @@ class AgentExporter(Exporter):
                 % (
                     "intake" if self.endpoint.agentless else "agent",
                     status,
-                    _redirect_target(location),
+                    self._http.origin_of(location),
                     "DD_SITE" if self.endpoint.agentless else "DD_TRACE_AGENT_URL",
                 ),
             )

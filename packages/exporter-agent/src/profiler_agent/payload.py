@@ -10,7 +10,7 @@ import zlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Optional, Tuple
+    from typing import Dict, List, Optional, Tuple
 
     from profiler_core.config import ProfilerConfig
     from profiler_core.interfaces import ExportedProfile
@@ -190,15 +190,16 @@ def pick_codec(wanted: str) -> str:
     return "gzip"
 
 
-def build_files(
+def build_parts(
     profile: "ExportedProfile",
     tags: "Dict[str, str]",
     codec: str = "gzip",
     process: "Optional[str]" = None,
     settings: "Optional[Dict[str, object]]" = None,
-) -> "Dict[str, Tuple[str, bytes, str]]":
-    """The multipart parts for requests' ``files=``: ``event`` (event.json, with ``process``
-    tags and ``settings`` as ``info.profiler.settings`` when given) and the profile attachment."""
+) -> "List[Tuple[str, str, bytes, str]]":
+    """The upload's multipart parts as (field, file name, content, content type): ``event``
+    (event.json, with ``process`` tags and ``settings`` as ``info.profiler.settings`` when given),
+    then the compressed profile."""
     event: "Dict[str, object]" = {
         "attachments": [PROFILE_ATTACHMENT],
         "tags_profiler": tags_string(tags),
@@ -212,7 +213,7 @@ def build_files(
         event["process_tags"] = process
     if settings is not None:
         event["info"] = {"profiler": {"settings": settings}}
-    return {
-        "event": ("event.json", json.dumps(event).encode(), "application/json"),
-        PROFILE_ATTACHMENT: (PROFILE_ATTACHMENT, compress(profile.pprof, codec), "application/octet-stream"),
-    }
+    return [
+        ("event", "event.json", json.dumps(event).encode(), "application/json"),
+        (PROFILE_ATTACHMENT, PROFILE_ATTACHMENT, compress(profile.pprof, codec), "application/octet-stream"),
+    ]
