@@ -277,7 +277,7 @@ def test_start_up_imports_nothing_it_can_do_without(tmp_path):
 
 # Uploading to an agent: the HTTP client is built on _socket (ssl only for https). requests and
 # the modules under it cost 130-190 ms of every start (#22).
-NOT_IMPORTED_FOR_THE_AGENT = ("requests", "urllib3", "http.client", "email", "socket", "ssl", "selectors",
+NOT_IMPORTED_FOR_THE_AGENT = ("requests", "urllib3", "http.client", "email", "socket", "ssl", "selectors", "json", "re",
                               "uuid", "platform", "random", "gzip", "typing", "argparse", "logging", "signal")
 
 
@@ -295,3 +295,15 @@ def test_start_up_for_an_agent_imports_no_http_library(tmp_path):
     assert imported == "", imported
     assert running == "True", result.stderr
     assert exporters == "['AgentExporter']", exporters
+
+
+def test_own_profiles_are_this_process_files_only(tmp_path):
+    from profiler._launch import own_profiles
+
+    for name in ("profile.42.1.pprof", "profile.42.0.pprof", "profile.420.1.pprof", "profile.42.1.pprof.tmp",
+                 "other.42.1.pprof", "profile.42..pprof", "profile.42.pprof"):
+        (tmp_path / name).write_bytes(b"")
+    assert own_profiles(str(tmp_path / "profile"), 42) == [
+        str(tmp_path / n) for n in ("profile.42..pprof", "profile.42.0.pprof", "profile.42.1.pprof")
+    ]
+    assert own_profiles(str(tmp_path / "absent" / "profile"), 42) == []

@@ -4,7 +4,8 @@ As ddtrace's: ``Datadog-Container-ID`` and ``Datadog-Entity-ID: ci-<id>`` when t
 names a container (a 64-hex docker/containerd/cri-o id, an ECS task id, or a full UUID); else
 ``Datadog-Entity-ID: in-<inode>`` of this process's cgroup node (cgroup v2 with a private
 namespace shows no id, but the agent maps the inode to the container); ``Datadog-External-Env``
-from ``DD_EXTERNAL_ENV`` (set by the admission controller).
+from ``DD_EXTERNAL_ENV`` (set by the admission controller). Read without re (milliseconds of every
+profiled program's start).
 """
 
 from __future__ import annotations
@@ -15,22 +16,49 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Dict, Mapping, Optional
 
-_UUID = r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
-# A 64-hex container id, a 32-hex-with-suffix ECS task id, or a UUID (pod-style, or with _ as in systemd units).
-_CONTAINER_ID = r"(?:.+)?(%s|[0-9a-f]{64}|[0-9a-f]{32}-\d+)(?:\.scope)?$" % _UUID
-_LINE = r"^(\d+):([^:]*):(.+)$"
-_compiled: "Dict[str, object]" = {}
+_HEX = frozenset("0123456789abcdef")
+_SCOPE = ".scope"
 
 
-def _pattern(source: str):  # type: ignore[no-untyped-def]
-    """``source`` compiled, once: re is imported when the exporter is built (on the thread building
-    it), not with the module, which every profiled process imports."""
-    pattern = _compiled.get(source)
-    if pattern is None:
-        import re
+def _is_hex(text: str) -> bool:
+    return all(c in _HEX for c in text)
 
-        pattern = _compiled[source] = re.compile(source)
-    return pattern
+
+def _is_uuid(text: str) -> bool:
+    """8-4-4-4-12 lower-case hex digits, the separators ``-`` or ``_`` (as in systemd units)."""
+    if len(text) != 36:
+        return False
+    return all(text[i] in "-_" for i in (8, 13, 18, 23)) and _is_hex(
+        text[0:8] + text[9:13] + text[14:18] + text[19:23] + text[24:36]
+    )
+
+
+def _cgroup_line(line: str) -> "Optional[str]":
+    """The path of a ``/proc/self/cgroup`` line ``ID:CONTROLLERS:PATH``, or None for another line."""
+    hierarchy, sep, rest = line.partition(":")
+    if not sep or not hierarchy.isdecimal():
+        return None
+    _, sep, path = rest.partition(":")
+    return path if sep and path else None
+
+
+def _id_in_name(name: str) -> "Optional[str]":
+    """The container id a cgroup node's name ends with (before an optional ``.scope``): a UUID, 64 hex
+    digits or an ECS task id (32 hex, ``-``, digits); the one starting last where several do."""
+    if name.endswith(_SCOPE):
+        name = name[: -len(_SCOPE)]
+    size = len(name)
+    digits = size - len(name.rstrip("0123456789"))
+    starts = []
+    if size >= 36 and _is_uuid(name[size - 36 :]):
+        starts.append(size - 36)
+    if size >= 64 and _is_hex(name[size - 64 :]):
+        starts.append(size - 64)
+    task_start = size - digits - 33
+    if digits and task_start >= 0 and name[size - digits - 1] == "-" and _is_hex(name[task_start : size - digits - 1]):
+        starts.append(task_start)
+    return name[max(starts) :] if starts else None
+
 
 CONTAINER_ID_HEADER = "Datadog-Container-ID"
 ENTITY_ID_HEADER = "Datadog-Entity-ID"
@@ -40,12 +68,12 @@ EXTERNAL_ENV_HEADER = "Datadog-External-Env"
 def container_id(cgroup_text: str) -> "Optional[str]":
     """The container id found in ``/proc/self/cgroup`` contents, or None outside a container."""
     for line in cgroup_text.splitlines():
-        match = _pattern(_LINE).match(line.strip())
-        if not match:
+        path = _cgroup_line(line.strip())
+        if path is None:
             continue
-        found = _pattern(_CONTAINER_ID).match(match.group(3).rsplit("/", 1)[-1])
+        found = _id_in_name(path.rsplit("/", 1)[-1])
         if found:
-            return found.group(1)
+            return found
     return None
 
 
@@ -71,8 +99,8 @@ def entity_headers(
             headers[ENTITY_ID_HEADER] = "ci-" + cid
         else:
             for line in cgroup_text.splitlines():
-                match = _pattern(_LINE).match(line.strip())
-                inode = inode_of(cgroup_root, match.group(3)) if match else None
+                path = _cgroup_line(line.strip())
+                inode = inode_of(cgroup_root, path) if path is not None else None
                 if inode is not None:
                     headers[ENTITY_ID_HEADER] = "in-%d" % inode
                     break

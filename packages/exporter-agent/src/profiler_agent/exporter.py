@@ -98,7 +98,7 @@ class AgentExporter(Exporter):
         self.endpoint = endpoint or resolve(config)
         self.max_pending = max(1, max_pending)
         self.retry_base = max(retry_base, 0.001)
-        # The payload's modules (json, and the re it imports) and the HTTP client (ssl for https)
+        # The payload's modules and the HTTP client (ssl for https)
         # are imported on the thread that builds the exporter, not with this module (which every
         # profiled process imports, files or agent) nor in the uploader thread: a fork during an
         # import there would leave the child's import lock held.

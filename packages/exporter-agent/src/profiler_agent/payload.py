@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 import zlib
+
+from profiler_agent import event_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -214,6 +215,6 @@ def build_parts(
     if settings is not None:
         event["info"] = {"profiler": {"settings": settings}}
     return [
-        ("event", "event.json", json.dumps(event).encode(), "application/json"),
+        ("event", "event.json", event_json.dumps(event).encode(), "application/json"),
         (PROFILE_ATTACHMENT, PROFILE_ATTACHMENT, compress(profile.pprof, codec), "application/octet-stream"),
     ]
