@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 
@@ -247,3 +248,35 @@ def test_multipart_is_read_back_by_the_standard_library():
     assert parts["event"].get_payload(decode=True) == b'{"x": 1}'
     assert parts["event"].get_filename() == "event.json"
     assert len(parts["auto.pprof"].get_payload(decode=True)) == 300
+
+
+_UPLOAD_FROM_A_THREAD = """
+import socket, sys, threading
+from profiler_agent import httpclient
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+def answer():
+    conn, _ = listener.accept()
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 202 Accepted\\r\\nContent-Length: 2\\r\\n\\r\\n{}")
+    conn.close()
+threading.Thread(target=answer, daemon=True).start()
+target = httpclient.Target("http://%s:%d/x" % (sys.argv[1], listener.getsockname()[1]))
+before = set(sys.modules)
+statuses = []
+thread = threading.Thread(target=lambda: statuses.append(target.post(b"{}", {}, timeout=5).status))
+thread.start()
+thread.join()
+print(statuses, sorted(set(sys.modules) - before))
+"""
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_an_upload_imports_nothing_in_the_uploading_thread(host):
+    # A fork while another thread imports leaves the child's import lock held: the uploader thread
+    # must import nothing (getaddrinfo would import the idna codec for a str host name). In a fresh
+    # interpreter: here, another test may have imported it already.
+    result = subprocess.run([sys.executable, "-c", _UPLOAD_FROM_A_THREAD, host], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[202] []"

@@ -51,7 +51,7 @@ class Target:
     """Where a POST goes: ``url`` (http:// or https://), or, with ``unix_socket``, that socket
     with the URL's path. Raises ValueError for a URL it cannot use."""
 
-    __slots__ = ("scheme", "host", "port", "path", "unix_socket", "host_header", "_tls")
+    __slots__ = ("scheme", "host", "port", "path", "unix_socket", "host_header", "_host_bytes", "_tls", "_socket_module")
 
     def __init__(self, url: str, unix_socket: "Optional[str]" = None) -> None:
         scheme, sep, rest = url.partition("://")
@@ -69,9 +69,19 @@ class Target:
         default_port = 443 if scheme == "https" else 80
         shown = "[%s]" % host if ":" in host else host
         self.host_header = shown if port == default_port else "%s:%d" % (shown, port)
+        # getaddrinfo encodes a str host with the idna codec, imported on first use: in the uploader
+        # thread, that would be an import there. Encoded here, on the thread building the exporter.
+        try:
+            self._host_bytes = host.encode("ascii")
+        except UnicodeEncodeError:
+            self._host_bytes = host.encode("idna")
         self._tls = None
+        self._socket_module = None
         if scheme == "https" and not unix_socket:
+            import socket  # imported by ssl anyway; wrapping needs its socket class
+
             self._tls = tls_context()
+            self._socket_module = socket
 
     def post(self, body: bytes, headers: "Dict[str, str]", timeout: float) -> Response:
         """Send ``body`` with ``headers`` and read the answer's head, all within ``timeout`` seconds.
@@ -110,7 +120,7 @@ class Target:
                 raise Unreachable("%s (unix socket %s)" % (_describe(exc), self.unix_socket)) from None
             return sock
         try:
-            addresses = _socket.getaddrinfo(self.host, self.port, 0, _socket.SOCK_STREAM)
+            addresses = _socket.getaddrinfo(self._host_bytes, self.port, 0, _socket.SOCK_STREAM)
         except OSError as exc:
             raise Unreachable("%s (resolving %s)" % (_describe(exc), self.host)) from None
         error: "Optional[OSError]" = None
@@ -129,9 +139,7 @@ class Target:
         raise Unreachable("%s (%s:%d)" % (_describe(error) if error else "no address", self.host, self.port))
 
     def _wrap(self, raw, deadline: float):
-        import socket  # already imported with ssl, which the constructor imported
-
-        sock = socket.socket(fileno=raw.detach())
+        sock = self._socket_module.socket(fileno=raw.detach())
         try:
             _settimeout(sock, deadline)
             return self._tls.wrap_socket(sock, server_hostname=self.host)
