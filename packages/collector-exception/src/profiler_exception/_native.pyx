@@ -427,6 +427,11 @@ cdef class _Count:
 
 
 # Distinct (stack, thread, type) counts kept between two drains; beyond, samples go to the recorder directly.
+# Code objects the frame cache holds (so that a reused address is told apart): a program compiling
+# new code as it runs (templates, exec) would have each kept alive as long as the cache, 2.3 KB
+# apiece in benchmarks/workloads/new_code.py; beyond this many the cache starts again.
+cdef Py_ssize_t MAX_CODES = 2048
+
 MAX_ENTRIES = 4096
 # Samples kept one by one with their moment between two drains, for the timeline; beyond, counted
 # as without it.
@@ -672,7 +677,7 @@ cdef class SampleRecorder:
         cdef int depth = 0
         if f == NULL:
             return ()
-        if len(self.codes) > 20000:
+        if len(self.codes) > MAX_CODES:
             self.codes = {}
         Py_INCREF_frame(f)
         try:

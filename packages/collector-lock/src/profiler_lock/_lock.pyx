@@ -296,6 +296,11 @@ cdef class _Entry:
     cdef long long hold_ns
 
 
+# Code objects the frame cache holds (so that a reused address is told apart): a program compiling
+# new code as it runs (templates, exec) would have each kept alive as long as the cache, 2.3 KB
+# apiece in benchmarks/workloads/new_code.py; beyond this many the cache starts again.
+cdef Py_ssize_t MAX_CODES = 2048
+
 # Distinct (stack, thread, lock) sums kept between two drains; beyond, events go to the recorder directly.
 MAX_ENTRIES = 4096
 # Sampled events kept one by one with their moment between two drains, for the timeline; beyond,
@@ -602,7 +607,7 @@ cdef class Sampler:
         cdef int depth = 0
         if f == NULL:
             return ()
-        if len(self.codes) > 20000:
+        if len(self.codes) > MAX_CODES:
             self.codes = {}
         Py_INCREF_frame(f)
         try:

@@ -22,6 +22,11 @@ from profiler_core import thread_names
 from profiler_core.threads import OWN_WORK as _OWN_WORK, PROFILER_THREADS as _PROFILER_THREADS
 from profiler_core.events import Frame, omitted_frames_marker, thread_labels
 
+# Code objects the frame cache holds (so that a reused address is told apart): a program compiling
+# new code as it runs (templates, exec) would have each kept alive as long as the cache, 2.3 KB
+# apiece in benchmarks/workloads/new_code.py; beyond this many the cache starts again.
+cdef Py_ssize_t MAX_CODES = 2048
+
 cdef extern from "_memhook.h":
     void prof_mem_set_ignored(const unsigned long* idents, int n)
     int PROF_MEM_IGNORED_MAX
@@ -219,7 +224,7 @@ cdef class Converter:
     cdef tuple stack(self, prof_mem_tb* tb):
         cdef int i
         cdef list out = []
-        if len(self.codes) > 20000:
+        if len(self.codes) > MAX_CODES:
             self.codes = {}
         for i in range(tb.nframes):
             code = <object>tb.frames[i].code

@@ -474,7 +474,7 @@ cdef class StackSampler:
     cdef set published_threads  # (ident, native id) of the threads last published; None before the first
     cdef set fresh_threads  # published threads started since sampling began, not captured yet
 
-    def __init__(self, push, int max_frames=64, bint ignore_profiler=True, Py_ssize_t max_codes=20000,
+    def __init__(self, push, int max_frames=64, bint ignore_profiler=True, Py_ssize_t max_codes=4096,
                  bint gil_free=True):
         if max_frames < 1:
             raise ValueError("max_frames must be at least 1")
