@@ -460,3 +460,25 @@ def test_drains_while_threads_record_count_every_event_once():
         c.stop()
     timed, summed = _events_of(snapshot, "busy_lock")
     assert timed + summed == 4 * per_thread * 2
+
+
+def test_code_compiled_at_run_time_is_not_kept_alive(collector):
+    # Template engines and exec-built handlers make code objects that the program drops: the
+    # collector's frame cache must not keep them (2.3 KB apiece), yet it names their frames.
+    import gc
+    import weakref
+
+    lock = threading.Lock()
+    refs = []
+    for n in range(50):
+        namespace = {"lock": lock}
+        exec(compile("def handler_%d():\n    with lock:\n        pass\n" % n, "<generated-%d>" % n, "exec"), namespace)
+        namespace["handler_%d" % n]()
+        refs.append(weakref.ref(namespace["handler_%d" % n].__code__))
+        del namespace
+    by_name, raw = samples(collector)
+    named = {frame.function for (stack, _labels) in raw for frame in stack}
+    assert {"handler_0", "handler_49"} <= named
+    del raw, by_name
+    gc.collect()
+    assert [r for r in refs if r() is not None] == []

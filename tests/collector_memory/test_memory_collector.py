@@ -286,3 +286,29 @@ def test_runs_under_profiler_run(tmp_path):
     assert {"alloc-samples", "alloc-space", "heap-space", "heap-live-samples"} <= set(types)
     assert d.by_function("alloc-space").get("build", 0) > 10_000_000
     assert d.by_function("heap-space").get("build", 0) > 10_000_000
+
+
+def test_code_compiled_at_run_time_is_not_kept_alive_once_drained():
+    # Template engines and exec-built handlers make code objects that the program drops: once the
+    # allocations are drained into samples, the collector's frame cache must not keep them alive.
+    import weakref
+
+    c = make()
+    c.start()
+    refs = []
+    try:
+        for n in range(20):
+            namespace = {}
+            exec(compile("def handler_%d():\n    return [bytearray(1000) for _ in range(200)]\n" % n, "<generated-%d>" % n, "exec"),
+                 namespace)
+            namespace["handler_%d" % n]()
+            refs.append(weakref.ref(namespace["handler_%d" % n].__code__))
+            del namespace
+        samples = flushed(c)
+    finally:
+        c.stop()
+    named = {frame.function for (stack, _labels) in samples for frame in stack}
+    assert any(name.startswith("handler_") for name in named), named
+    del samples
+    gc.collect()
+    assert [r for r in refs if r() is not None] == []

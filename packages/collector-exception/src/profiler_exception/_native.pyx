@@ -427,10 +427,12 @@ cdef class _Count:
 
 
 # Distinct (stack, thread, type) counts kept between two drains; beyond, samples go to the recorder directly.
-# Code objects the frame cache holds (so that a reused address is told apart): a program compiling
-# new code as it runs (templates, exec) would have each kept alive as long as the cache, 2.3 KB
-# apiece in benchmarks/workloads/new_code.py; beyond this many the cache starts again.
+# The frame cache: code address -> (weak reference to the code, {offset: Frame}). Weak, so that a
+# program compiling code as it runs (templates, exec) does not have each code object kept alive by
+# the cache (2.3 KB apiece in benchmarks/workloads/new_code.py); the reference tells a reused
+# address apart. Beyond this many codes the cache starts again.
 cdef Py_ssize_t MAX_CODES = 2048
+from _weakref import ref as _weakref
 
 MAX_ENTRIES = 4096
 # Samples kept one by one with their moment between two drains, for the timeline; beyond, counted
@@ -688,12 +690,12 @@ cdef class SampleRecorder:
                     Py_DECREF_code(code)
                     key = PyLong_FromVoidPtr(<void*>code)
                     entry = self.codes.get(key)
-                    if entry is None or (<tuple>entry)[0] is not co_ref:
-                        entry = self.codes[key] = (co_ref, {})
+                    if entry is None or (<tuple>entry)[0]() is not co_ref:
+                        entry = self.codes[key] = (_weakref(co_ref), {})
                     lasti = prof_exc_lasti(f)
                     frame = (<dict>(<tuple>entry)[1]).get(lasti)
                     if frame is None:
-                        co = (<tuple>entry)[0]
+                        co = co_ref
                         frame = (<dict>(<tuple>entry)[1])[lasti] = Frame(
                             co.co_filename, co.co_qualname if _HAS_QUALNAME else co.co_name, PyFrame_GetLineNumber(f)
                         )

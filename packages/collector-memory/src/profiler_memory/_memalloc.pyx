@@ -22,10 +22,12 @@ from profiler_core import thread_names
 from profiler_core.threads import OWN_WORK as _OWN_WORK, PROFILER_THREADS as _PROFILER_THREADS
 from profiler_core.events import Frame, omitted_frames_marker, thread_labels
 
-# Code objects the frame cache holds (so that a reused address is told apart): a program compiling
-# new code as it runs (templates, exec) would have each kept alive as long as the cache, 2.3 KB
-# apiece in benchmarks/workloads/new_code.py; beyond this many the cache starts again.
+# The frame cache: code address -> (weak reference to the code, {offset: Frame}). Weak, so that a
+# program compiling code as it runs (templates, exec) does not have each code object kept alive by
+# the cache (2.3 KB apiece in benchmarks/workloads/new_code.py); the reference tells a reused
+# address apart. Beyond this many codes the cache starts again.
 cdef Py_ssize_t MAX_CODES = 2048
+from _weakref import ref as _weakref
 
 cdef extern from "_memhook.h":
     void prof_mem_set_ignored(const unsigned long* idents, int n)
@@ -229,8 +231,8 @@ cdef class Converter:
         for i in range(tb.nframes):
             code = <object>tb.frames[i].code
             per_code = self.codes.get(id(code))
-            if per_code is None or (<tuple>per_code)[0] is not code:
-                per_code = self.codes[id(code)] = (code, {})
+            if per_code is None or (<tuple>per_code)[0]() is not code:
+                per_code = self.codes[id(code)] = (_weakref(code), {})
             frame = (<dict>(<tuple>per_code)[1]).get(tb.frames[i].lasti)
             if frame is None:
                 frame = (<dict>(<tuple>per_code)[1])[tb.frames[i].lasti] = Frame(
