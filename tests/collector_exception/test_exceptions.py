@@ -305,3 +305,31 @@ def test_drains_while_threads_raise_count_every_exception_once():
     raised = sum(v["exception-samples"] for (_s, labels), _m, v in snapshot.timed if dict(labels)["exception type"] == "builtins.ValueError")
     raised += sum(v["exception-samples"] for (_s, labels), v in snapshot.samples.items() if dict(labels)["exception type"] == "builtins.ValueError")
     assert raised == 4 * per_thread
+
+
+def test_code_compiled_at_run_time_is_named_each_its_own_and_not_kept_alive():
+    # Exec-built handlers raising: each counted under its own name (the count's key hashes code
+    # addresses, and a freed code's address is soon another's), and no code object kept alive.
+    import gc
+    import weakref
+
+    recorder = Recorder()
+    c = ExceptionCollector(recorder, ProfilerConfig(exception_enabled=True, exception_sampling_interval=1))
+    c.start()
+    refs = []
+    try:
+        for n in range(50):
+            namespace = {}
+            exec(compile("def handler_%d():\n    try:\n        raise KeyError(%d)\n    except KeyError:\n        pass\n" % (n, n),
+                         "<generated-%d>" % n, "exec"), namespace)
+            namespace["handler_%d" % n]()
+            refs.append(weakref.ref(namespace["handler_%d" % n].__code__))
+            del namespace
+        samples = flushed(c).samples
+    finally:
+        c.stop()
+    named = {stack[0].function for (stack, _labels) in samples if stack}
+    assert {n for n in named if n.startswith("handler_")} == {"handler_%d" % i for i in range(50)}
+    del samples
+    gc.collect()
+    assert [r for r in refs if r() is not None] == []

@@ -478,7 +478,9 @@ def test_code_compiled_at_run_time_is_not_kept_alive(collector):
         del namespace
     by_name, raw = samples(collector)
     named = {frame.function for (stack, _labels) in raw for frame in stack}
-    assert {"handler_0", "handler_49"} <= named
+    # each under its own name: a code object freed and another made at its address must not take
+    # the first one's entry (its key hashes code addresses); 3.10 lost 5-16 of 50 that way
+    assert {n for n in named if n.startswith("handler_")} == {"handler_%d" % i for i in range(50)}
     del raw, by_name
     gc.collect()
     assert [r for r in refs if r() is not None] == []

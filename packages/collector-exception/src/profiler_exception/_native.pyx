@@ -422,11 +422,11 @@ cdef class _Count:
     """The count of sampled exceptions for one (stack, labels) between two drains."""
 
     cdef tuple stack
+    cdef list codes  # the stack's code objects: the key hashes their addresses, which stay theirs
     cdef tuple labels
     cdef long long count
 
 
-# Distinct (stack, thread, type) counts kept between two drains; beyond, samples go to the recorder directly.
 # The frame cache: code address -> (weak reference to the code, {offset: Frame}). Weak, so that a
 # program compiling code as it runs (templates, exec) does not have each code object kept alive by
 # the cache (2.3 KB apiece in benchmarks/workloads/new_code.py); the reference tells a reused
@@ -434,6 +434,7 @@ cdef class _Count:
 cdef Py_ssize_t MAX_CODES = 2048
 from _weakref import ref as _weakref
 
+# Distinct (stack, thread, type) counts kept between two drains; beyond, samples go to the recorder directly.
 MAX_ENTRIES = 4096
 # Samples kept one by one with their moment between two drains, for the timeline; beyond, counted
 # as without it.
@@ -544,7 +545,7 @@ cdef class SampleRecorder:
             if self._from_profiler():
                 return self.next_gap()
             if self.collect_message:  # the message is part of the key: nothing to sum
-                self._push_now(self._stack(), self._labels(exc))
+                self._push_now(self._stack([]), self._labels(exc))
                 return self.next_gap()
             exc_type = type(exc)
             key = self._stack_hash() ^ (<unsigned long long><size_t><void*>exc_type * _MIX) ^ (
@@ -553,7 +554,8 @@ cdef class SampleRecorder:
             found = self.entries.get(key)
             if found is None:
                 entry = _Count.__new__(_Count)
-                entry.stack = self._stack()
+                entry.codes = []
+                entry.stack = self._stack(entry.codes)
                 entry.labels = self._labels(exc)
                 # Building the entry ran Python code: another thread may have added the key meanwhile.
                 found = self.entries.get(key)
@@ -671,7 +673,8 @@ cdef class SampleRecorder:
             labels += ((EXCEPTION_MESSAGE, self.message_of(exc)),)
         return labels
 
-    cdef tuple _stack(self):
+    cdef tuple _stack(self, list codes_out):
+        # The Frames of the current stack; its code objects are appended to ``codes_out``.
         cdef list out = []
         cdef PyFrameObject* f = PyEval_GetFrame()
         cdef PyFrameObject* back
@@ -692,6 +695,7 @@ cdef class SampleRecorder:
                     entry = self.codes.get(key)
                     if entry is None or (<tuple>entry)[0]() is not co_ref:
                         entry = self.codes[key] = (_weakref(co_ref), {})
+                    codes_out.append(co_ref)
                     lasti = prof_exc_lasti(f)
                     frame = (<dict>(<tuple>entry)[1]).get(lasti)
                     if frame is None:

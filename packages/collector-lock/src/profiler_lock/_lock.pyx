@@ -289,6 +289,7 @@ cdef class _Entry:
     """Sums for one (stack, labels) between two drains: each sampled event once."""
 
     cdef tuple stack
+    cdef list codes  # the stack's code objects: the key hashes their addresses, which stay theirs
     cdef tuple labels
     cdef long long acquires
     cdef long long wait_ns
@@ -456,7 +457,8 @@ cdef class Sampler:
             found = self.entries.get(key)
             if found is None:
                 entry = _Entry.__new__(_Entry)
-                entry.stack = self._stack(skip)
+                entry.codes = []
+                entry.stack = self._stack(skip, entry.codes)
                 entry.labels = self._thread_labels() + ((LOCK_NAME, lock_name),)
                 if task is not None:
                     entry.labels = entry.labels + task_labels(task)
@@ -601,7 +603,8 @@ cdef class Sampler:
             f = back
         return (h ^ depth) * _MIX
 
-    cdef tuple _stack(self, int skip):
+    cdef tuple _stack(self, int skip, list codes_out):
+        # The Frames of the caller's stack; its code objects are appended to ``codes_out``.
         cdef list out = []
         cdef PyFrameObject* f = PyEval_GetFrame()
         cdef PyFrameObject* back
@@ -625,6 +628,7 @@ cdef class Sampler:
                         entry = self.codes.get(key)
                         if entry is None or (<tuple>entry)[0]() is not co_ref:
                             entry = self.codes[key] = (_weakref(co_ref), {})
+                        codes_out.append(co_ref)
                         lasti = prof_lock_lasti(f)
                         frame = (<dict>(<tuple>entry)[1]).get(lasti)
                         if frame is None:
