@@ -1,7 +1,9 @@
+import gc
 import os
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -475,3 +477,40 @@ def test_threads_started_while_sampling_have_one_native_id_each():
     assert len(seen) >= 10, seen
     for name, ids in seen.items():
         assert ids == {natives[name]}, (name, ids, natives[name], seen, natives)
+
+
+def compiles_new_code(stop, helpers):
+    """A request loop of a program that compiles its handlers as it goes (templates, exec): each
+    namespace has helpers the sampler holds (it names functions from the modules on stacks)."""
+    n = 0
+    while not stop.is_set():
+        namespace = {}
+        source = "".join("def helper_%d_%d():\n    return %d\n" % (n, i, i) for i in range(8))
+        source += "def handler_%d():\n    t = 0\n    for i in range(3000):\n        t += i\n    return t\n" % n
+        exec(compile(source, "<generated-%d>" % n, "exec"), namespace)
+        namespace["handler_%d" % n]()
+        helpers.extend(weakref.ref(namespace["helper_%d_%d" % (n, i)].__code__) for i in range(8))
+        n += 1
+
+
+@needs_gil_free
+@pytest.mark.parametrize("sweep_step, dropped_codes_freed", [(32, True), (10**9, False)])
+def test_code_the_program_dropped_is_let_go_of(sweep_step, dropped_codes_freed):
+    """Code objects held to name frames are let go once the program dropped them, instead of
+    living until the table fills (2.3 KB apiece); frames are named all the same. Without sweeps
+    (the second case) they are still held: what the first case checks is the sweep's doing."""
+    pushes = Pushes()
+    sampler = StackSampler(pushes, 64, sweep_step=sweep_step)
+    helpers = []
+    stacks = stacks_captured_while_running(sampler, pushes, lambda stop: compiles_new_code(stop, helpers), "compiler", 300)
+    gc.collect()
+    alive = sum(1 for r in helpers if r() is not None)
+    if dropped_codes_freed:
+        # what a sweep leaves: the codes held since the last one, those it let go (kept one sweep
+        # long), and the live namespaces' (9 codes each); without sweeps 368 of them were alive
+        assert sampler.codes_let_go > 0 and alive <= 4 * sweep_step + 16, (alive, len(helpers), sampler.held_code_count)
+    else:
+        assert sampler.codes_let_go == 0 and alive > 0, (alive, sampler.held_code_count)
+    assert [f for s in stacks for f in s if f.function.startswith("handler_")]
+    unknown = sum(1 for s in stacks for f in s if f.function == "<unknown>")
+    assert unknown == 0, (unknown, sampler.unknown_frames)

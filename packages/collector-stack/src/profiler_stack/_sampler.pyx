@@ -35,6 +35,9 @@ cdef extern from "Python.h":
     object PyLong_FromVoidPtr(void* p)
     unsigned long PyThread_get_thread_native_id()
     bytes PyBytes_FromStringAndSize(char* v, Py_ssize_t n)
+    ctypedef struct PyObject
+    int PyDict_Next(object d, Py_ssize_t* pos, PyObject** key, PyObject** value)
+    Py_ssize_t Py_REFCNT(PyObject* o)
 
 cdef extern from *:
     """
@@ -461,6 +464,9 @@ cdef class StackSampler:
     cdef bint stacks_looked_at  # held_codes has the code on every stack since this batch began
     cdef dict held_codes  # code objects seen on stacks or in their modules, by address: held, so alive (bounded)
     cdef dict held_before  # held_codes before it was last cleared: captures taken then left their frames to it
+    cdef Py_ssize_t held_after_sweep  # len(held_codes) after the last sweep (_let_go_of_dropped_codes)
+    cdef Py_ssize_t sweep_step  # held code objects added since the last sweep that start another
+    cdef public long long codes_let_go  # code objects the program had dropped, let go of by sweeps
     cdef set scanned_namespaces  # ids of module namespaces whose functions are in held_codes
     cdef dict raw_stacks  # captured frames (as bytes, with the depth) -> the stack tuple made of them
     cdef list held_unpublished  # held code objects the capturing thread is not told of yet
@@ -474,13 +480,14 @@ cdef class StackSampler:
     cdef set published_threads  # (ident, native id) of the threads last published; None before the first
     cdef set fresh_threads  # published threads started since sampling began, not captured yet
 
-    def __init__(self, push, int max_frames=64, bint ignore_profiler=True, Py_ssize_t max_codes=4096,
+    def __init__(self, push, int max_frames=64, bint ignore_profiler=True, Py_ssize_t max_codes=8192, Py_ssize_t sweep_step=512,
                  bint gil_free=True):
         if max_frames < 1:
             raise ValueError("max_frames must be at least 1")
         self.push = push
         self.max_frames = max_frames
         self.max_codes = max_codes
+        self.sweep_step = max(sweep_step, 1)
         self.ignore_profiler = ignore_profiler
         self.ignored = set()
         self.task_hook = None
@@ -533,6 +540,8 @@ cdef class StackSampler:
         self.codes = {}
         self.held_codes = {}
         self.held_before = {}
+        self.held_after_sweep = 0
+        self.codes_let_go = 0
         self.held_unpublished = []
         self.copied_codes = {}
         self.copied_before = {}
@@ -938,11 +947,14 @@ cdef class StackSampler:
         if len(self.codes) > self.max_codes or len(self.raw_stacks) > self.max_codes:
             self.codes = {}
             self.raw_stacks = {}  # its stacks stand for code objects no longer held
+        if len(self.held_codes) > self.held_after_sweep + self.sweep_step:
+            self._let_go_of_dropped_codes()
         if len(self.held_codes) > self.max_codes:  # namespaces fill it up to half of that only
             # Captures already taken left out the frames of codes held until now (they name them
             # from these objects): the previous table is kept for them, one clearing long.
             self.held_before = self.held_codes
             self.held_codes = {}
+            self.held_after_sweep = 0
             self.held_unpublished = []
             self.scanned_namespaces = set()
             self.stacks_looked_at = False
@@ -1007,6 +1019,40 @@ cdef class StackSampler:
         if not unknown and not from_copies:
             self.raw_stacks[raw] = stack
         return stack
+
+    cdef _let_go_of_dropped_codes(self):
+        # A program that compiles code as it runs (templates, exec-made handlers) drops each code
+        # object after use; held here, each would live on until the table is cleared (2.3 KB apiece
+        # in benchmarks/workloads/new_code.py). Those only this sampler still refers to are let go.
+        # A frame, a function or an enclosing code object refers to the others: those stay held.
+        # Captures already taken may name a dropped one by its address: it stays in held_before,
+        # one sweep long, as after a clearing; the capturing thread is told the held set anew.
+        cdef PyObject* key
+        cdef PyObject* value
+        cdef Py_ssize_t pos = 0, ours
+        cdef list dropped = []
+        cdef _CodeInfo info
+        while PyDict_Next(self.held_codes, &pos, &key, &value):
+            ours = 1  # held_codes' reference
+            info = self.codes.get(<object>key)
+            if info is not None and info.code is <object>value:
+                ours += 1
+            if self.held_before.get(<object>key) is <object>value:
+                ours += 1
+            if Py_REFCNT(value) <= ours:
+                dropped.append(<object>key)
+        self.held_after_sweep = len(self.held_codes) - len(dropped)
+        if not dropped:
+            return
+        let_go = {}
+        for key_object in dropped:
+            let_go[key_object] = self.held_codes.pop(key_object)
+            self.codes.pop(key_object, None)
+        self.codes_let_go += len(dropped)
+        self.raw_stacks = {}  # its stacks may stand for the codes let go
+        self.held_before = let_go
+        self.held_unpublished = list(self.held_codes.values())
+        prof_cap_forget_codes(self.cap)  # the capturing thread gets the held set at the next publication
 
     cdef _take_names(self, prof_capture* c):
         # Every code text a capture carries, kept before any of its threads is looked at: the
