@@ -484,3 +484,40 @@ def test_code_compiled_at_run_time_is_not_kept_alive(collector):
     del raw, by_name
     gc.collect()
     assert [r for r in refs if r() is not None] == []
+
+
+def test_each_short_lived_task_keeps_its_own_name(collector):
+    # Tasks made one after the other are often made at the address of the one before, which is
+    # part of an entry's key: the entry holds its task until the drain, so each has its own.
+    lock = threading.Lock()
+
+    async def job():
+        with lock:
+            pass
+
+    async def main():
+        for n in range(50):
+            await asyncio.get_running_loop().create_task(job(), name="job-%d" % n)
+
+    asyncio.run(main())
+    _by_name, raw = samples(collector)
+    names = {dict(labels).get("task name") for (_stack, labels) in raw}
+    assert {"job-%d" % n for n in range(50)} <= names, sorted(n for n in names if n)
+
+
+def test_each_short_lived_thread_keeps_its_own_name(collector):
+    # A thread per request (socketserver's ThreadingMixIn): a new thread often gets the ident of
+    # the one that ended, which is part of an entry's key.
+    lock = threading.Lock()
+
+    def request():
+        with lock:
+            pass
+
+    for n in range(30):
+        t = threading.Thread(target=request, name="request-%d" % n)
+        t.start()
+        t.join()
+    _by_name, raw = samples(collector)
+    names = {dict(labels).get("thread name") for (_stack, labels) in raw}
+    assert {"request-%d" % n for n in range(30)} <= names, sorted(n for n in names if n and n.startswith("request"))

@@ -290,6 +290,8 @@ cdef class _Entry:
 
     cdef tuple stack
     cdef list codes  # the stack's code objects: the key hashes their addresses, which stay theirs
+    cdef object thread  # the threading.Thread and the task of the key, held for the same reason: a
+    cdef object task  # thread or task made after one that ended often gets its address (and ident)
     cdef tuple labels
     cdef long long acquires
     cdef long long wait_ns
@@ -450,15 +452,18 @@ cdef class Sampler:
                 duration_ns = 0
             task = _running_task()
             span = _span_now(task)
+            thread = _threading._active.get(PyThread_get_thread_ident())
             key = self._stack_hash(skip) ^ (<unsigned long long>hash(lock_name) * _MIX) ^ (
                 <unsigned long long>PyThread_get_thread_ident() * _MIX * _MIX
-            ) ^ (<unsigned long long>id(task) * _MIX * _MIX * _MIX) ^ (
+            ) ^ (<unsigned long long>id(task) * _MIX * _MIX * _MIX) ^ (<unsigned long long>id(thread) * _MIX * _MIX * _MIX * _MIX * _MIX) ^ (
                 (<unsigned long long><long long>(<tuple>span[0])[1] if span else 0) * _MIX * _MIX * _MIX * _MIX)
             found = self.entries.get(key)
             if found is None:
                 entry = _Entry.__new__(_Entry)
                 entry.codes = []
                 entry.stack = self._stack(skip, entry.codes)
+                entry.thread = thread
+                entry.task = task
                 entry.labels = self._thread_labels() + ((LOCK_NAME, lock_name),)
                 if task is not None:
                     entry.labels = entry.labels + task_labels(task)
