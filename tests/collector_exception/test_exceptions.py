@@ -333,3 +333,21 @@ def test_code_compiled_at_run_time_is_named_each_its_own_and_not_kept_alive():
     del samples
     gc.collect()
     assert [r for r in refs if r() is not None] == []
+
+
+def test_each_short_lived_thread_keeps_its_own_name():
+    # A thread per request: a new thread often gets the ident (and address) of the one that ended,
+    # which are part of a count's key.
+    recorder = Recorder()
+    c = ExceptionCollector(recorder, ProfilerConfig(exception_enabled=True, exception_sampling_interval=1))
+    c.start()
+    try:
+        for n in range(30):
+            t = threading.Thread(target=f, name="request-%d" % n)
+            t.start()
+            t.join()
+        samples = flushed(c).samples
+    finally:
+        c.stop()
+    names = {dict(labels).get("thread name") for (_stack, labels) in samples}
+    assert {"request-%d" % n for n in range(30)} <= names, sorted(n for n in names if n and n.startswith("request"))

@@ -423,6 +423,8 @@ cdef class _Count:
 
     cdef tuple stack
     cdef list codes  # the stack's code objects: the key hashes their addresses, which stay theirs
+    cdef object thread  # the threading.Thread and the exception type of the key, held for the same
+    cdef object exc_type  # reason: a thread made after one that ended often gets its address and ident
     cdef tuple labels
     cdef long long count
 
@@ -548,14 +550,17 @@ cdef class SampleRecorder:
                 self._push_now(self._stack([]), self._labels(exc))
                 return self.next_gap()
             exc_type = type(exc)
+            thread = _threading._active.get(PyThread_get_thread_ident())
             key = self._stack_hash() ^ (<unsigned long long><size_t><void*>exc_type * _MIX) ^ (
                 <unsigned long long>PyThread_get_thread_ident() * _MIX * _MIX
-            )
+            ) ^ (<unsigned long long>id(thread) * _MIX * _MIX * _MIX)
             found = self.entries.get(key)
             if found is None:
                 entry = _Count.__new__(_Count)
                 entry.codes = []
                 entry.stack = self._stack(entry.codes)
+                entry.thread = thread
+                entry.exc_type = exc_type
                 entry.labels = self._labels(exc)
                 # Building the entry ran Python code: another thread may have added the key meanwhile.
                 found = self.entries.get(key)
