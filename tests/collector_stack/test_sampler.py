@@ -494,7 +494,7 @@ def compiles_new_code(stop, helpers):
 
 
 @needs_gil_free
-@pytest.mark.parametrize("sweep_step, dropped_codes_freed", [(32, True), (10**9, False)])
+@pytest.mark.parametrize("sweep_step, dropped_codes_freed", [(8, True), (10**9, False)])
 def test_code_the_program_dropped_is_let_go_of(sweep_step, dropped_codes_freed):
     """Code objects held to name frames are let go once the program dropped them, instead of
     living until the table fills (2.3 KB apiece); frames are named all the same. Without sweeps
@@ -514,3 +514,4 @@ def test_code_the_program_dropped_is_let_go_of(sweep_step, dropped_codes_freed):
     assert [f for s in stacks for f in s if f.function.startswith("handler_")]
     unknown = sum(1 for s in stacks for f in s if f.function == "<unknown>")
     assert unknown == 0, (unknown, sampler.unknown_frames)
+

@@ -330,6 +330,10 @@ cdef class _ThreadState:
     cdef tuple push_labels  # labels plus those of the greenlet or asyncio task running in the thread, if any
 
 
+# Module namespaces remembered as looked at for code to hold, at most (then looked at again).
+cdef Py_ssize_t MAX_SCANNED_NAMESPACES = 4096
+
+
 cdef class _CodeInfo:
     """What a code object contributes to a frame, and the Frame tuples already made for it by instruction offset."""
     cdef object code  # a strong reference keeps id(code) from being reused while cached
@@ -569,6 +573,11 @@ cdef class StackSampler:
     def dropped_captures(self):
         """Captures lost to a full queue or short memory (their wall time went to the next one)."""
         return self.cap.dropped
+
+    @property
+    def scanned_namespace_count(self):
+        """Module namespaces whose functions were looked for (by id) since the last sweep or clearing."""
+        return len(self.scanned_namespaces)
 
     @property
     def held_code_count(self):
@@ -949,6 +958,10 @@ cdef class StackSampler:
             self.raw_stacks = {}  # its stacks stand for code objects no longer held
         if len(self.held_codes) > self.held_after_sweep + self.sweep_step:
             self._let_go_of_dropped_codes()
+        if len(self.scanned_namespaces) > MAX_SCANNED_NAMESPACES:
+            # By id: a program making a namespace per request (exec) would grow it without end now
+            # that sweeps, not clearings, keep held_codes small; scanning one again holds nothing new.
+            self.scanned_namespaces = set()
         if len(self.held_codes) > self.max_codes:  # namespaces fill it up to half of that only
             # Captures already taken left out the frames of codes held until now (they name them
             # from these objects): the previous table is kept for them, one clearing long.
