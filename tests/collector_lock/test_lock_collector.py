@@ -1,6 +1,8 @@
 """The lock collector: what it patches and restores, and what it records."""
 
 import asyncio
+import gc
+import weakref
 import os
 import queue
 import subprocess
@@ -213,6 +215,8 @@ assert "asyncio" not in sys.modules
 c = LockCollector(Recorder(), ProfilerConfig())
 c.start()
 import asyncio
+import gc
+import weakref
 assert asyncio.Lock.__module__ == "profiler_lock.asyncio_locks", asyncio.Lock
 assert asyncio.locks.Lock is asyncio.Lock
 c.stop()
@@ -488,18 +492,26 @@ def test_code_compiled_at_run_time_is_not_kept_alive(collector):
 
 def test_each_short_lived_task_keeps_its_own_name(collector):
     # Tasks made one after the other are often made at the address of the one before, which is
-    # part of an entry's key: the entry holds its task until the drain, so each has its own.
+    # part of an entry's key: an entry knows its task by a weak reference, so each has its own.
     lock = threading.Lock()
 
     async def job():
         with lock:
             pass
 
+    tasks = []
+
     async def main():
         for n in range(50):
-            await asyncio.get_running_loop().create_task(job(), name="job-%d" % n)
+            task = asyncio.get_running_loop().create_task(job(), name="job-%d" % n)
+            tasks.append(weakref.ref(task))
+            await task
+            del task
 
     asyncio.run(main())
+    gc.collect()
+    # not kept alive until the drain either (a task holds its result, or its exception's frames)
+    assert [t for t in tasks if t() is not None] == []
     _by_name, raw = samples(collector)
     names = {dict(labels).get("task name") for (_stack, labels) in raw}
     assert {"job-%d" % n for n in range(50)} <= names, sorted(n for n in names if n)

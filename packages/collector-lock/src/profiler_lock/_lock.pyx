@@ -290,13 +290,37 @@ cdef class _Entry:
 
     cdef tuple stack
     cdef list codes  # the stack's code objects: the key hashes their addresses, which stay theirs
-    cdef object thread  # the threading.Thread and the task of the key, held for the same reason: a
-    cdef object task  # thread or task made after one that ended often gets its address (and ident)
+    cdef object thread_ref  # weak references to the threading.Thread and the task of the key: a
+    cdef object task_ref  # thread or task made after one that ended often gets its address (and ident)
     cdef tuple labels
     cdef long long acquires
     cdef long long wait_ns
     cdef long long releases
     cdef long long hold_ns
+
+    cdef bint owned_by(self, thread, task):
+        """Whether this entry is ``thread``'s and ``task``'s, not that of ones which ended before them."""
+        return _refers_to(self.thread_ref, thread) and _refers_to(self.task_ref, task)
+
+
+cdef object _NOT_CHECKED = object()  # the reference kept for an object that has no weak references
+
+
+cdef object _weak_ref(object o):
+    if o is None:
+        return None
+    try:
+        return _weakref(o)
+    except TypeError:
+        return _NOT_CHECKED
+
+
+cdef inline bint _refers_to(object ref, object o):
+    if ref is None:
+        return o is None
+    if ref is _NOT_CHECKED:
+        return True
+    return o is not None and ref() is o
 
 
 # The frame cache: code address -> (weak reference to the code, {offset: Frame}). Weak, so that a
@@ -445,6 +469,7 @@ cdef class Sampler:
         keeps its old name until the next drain.
         """
         cdef _Entry entry
+        cdef unsigned long long key
         try:
             if PyThread_get_thread_ident() in _profiler_threads:
                 return
@@ -455,22 +480,22 @@ cdef class Sampler:
             thread = _threading._active.get(PyThread_get_thread_ident())
             key = self._stack_hash(skip) ^ (<unsigned long long>hash(lock_name) * _MIX) ^ (
                 <unsigned long long>PyThread_get_thread_ident() * _MIX * _MIX
-            ) ^ (<unsigned long long>id(task) * _MIX * _MIX * _MIX) ^ (<unsigned long long>id(thread) * _MIX * _MIX * _MIX * _MIX * _MIX) ^ (
+            ) ^ (<unsigned long long>id(task) * _MIX * _MIX * _MIX) ^ (
                 (<unsigned long long><long long>(<tuple>span[0])[1] if span else 0) * _MIX * _MIX * _MIX * _MIX)
-            found = self.entries.get(key)
+            found = self._owned_entry(&key, thread, task)
             if found is None:
                 entry = _Entry.__new__(_Entry)
                 entry.codes = []
                 entry.stack = self._stack(skip, entry.codes)
-                entry.thread = thread
-                entry.task = task
+                entry.thread_ref = _weak_ref(thread)
+                entry.task_ref = _weak_ref(task)
                 entry.labels = self._thread_labels() + ((LOCK_NAME, lock_name),)
                 if task is not None:
                     entry.labels = entry.labels + task_labels(task)
                 if span:
                     entry.labels = entry.labels + span
                 # Building the entry ran Python code: another thread may have added the key meanwhile.
-                found = self.entries.get(key)
+                found = self._owned_entry(&key, thread, task)
                 if found is None:
                     if len(self.entries) >= MAX_ENTRIES:
                         self._push_event(entry, acquire, duration_ns, prof_now_ns() if self.events != NULL else 0)
@@ -491,6 +516,15 @@ cdef class Sampler:
             self._add_to_sums(entry, acquire, duration_ns)
         except BaseException:
             self.errors += 1
+
+    cdef object _owned_entry(self, unsigned long long* key, thread, task):
+        # The entry of `key` for this thread and task, or None; `key` is moved on past entries of
+        # threads or tasks that ended and left their address and ident to these. No Python code runs.
+        found = self.entries.get(key[0])
+        while found is not None and not (<_Entry>found).owned_by(thread, task):
+            key[0] = (key[0] + 1) * _MIX
+            found = self.entries.get(key[0])
+        return found
 
     cdef inline void _add_to_sums(self, _Entry entry, bint acquire, long long duration_ns) noexcept:
         if acquire:
