@@ -389,6 +389,9 @@ cdef extern from "Python.h":
     void Py_DECREF_code "Py_DECREF" (PyCodeObject* o)
     object PyLong_FromVoidPtr(void* p)
     unsigned long PyThread_get_thread_ident()
+    ctypedef struct PyThreadState
+    PyThreadState* PyThreadState_Get()
+    unsigned long long PyThreadState_GetID(PyThreadState* tstate)
     unsigned long PyThread_get_thread_native_id()
 
 cdef extern from *:
@@ -424,16 +427,8 @@ cdef class _Count:
     cdef tuple stack
     cdef list codes  # the stack's code objects: the key hashes their addresses, which stay theirs
     cdef object exc_type  # the exception type of the key, held for the same reason
-    cdef object thread_ref  # a weak reference to the key's threading.Thread (None: not one): a
-    # thread made after one that ended often gets its ident
     cdef tuple labels
     cdef long long count
-
-    cdef bint owned_by(self, thread):
-        """Whether this count is ``thread``'s, not that of one which ended before it."""
-        if self.thread_ref is None:
-            return thread is None
-        return thread is not None and self.thread_ref() is thread
 
 
 # The frame cache: code address -> (weak reference to the code, {offset: Frame}). Weak, so that a
@@ -558,20 +553,19 @@ cdef class SampleRecorder:
                 self._push_now(self._stack([]), self._labels(exc))
                 return self.next_gap()
             exc_type = type(exc)
-            thread = _threading._active.get(PyThread_get_thread_ident())
+            # The thread state's id, never reused, where a thread ident often is (a thread per request).
             key = self._stack_hash() ^ (<unsigned long long><size_t><void*>exc_type * _MIX) ^ (
-                <unsigned long long>PyThread_get_thread_ident() * _MIX * _MIX
+                PyThreadState_GetID(PyThreadState_Get()) * _MIX * _MIX
             )
-            found = self._owned_count(&key, thread)
+            found = self.entries.get(key)
             if found is None:
                 entry = _Count.__new__(_Count)
                 entry.codes = []
                 entry.stack = self._stack(entry.codes)
-                entry.thread_ref = _weakref(thread) if thread is not None else None
                 entry.exc_type = exc_type
                 entry.labels = self._labels(exc)
                 # Building the entry ran Python code: another thread may have added the key meanwhile.
-                found = self._owned_count(&key, thread)
+                found = self.entries.get(key)
                 if found is None:
                     if len(self.entries) >= MAX_ENTRIES:
                         self._push_now(entry.stack, entry.labels)
@@ -657,15 +651,6 @@ cdef class SampleRecorder:
             Py_DECREF_frame(f)
             f = back
         return (h ^ depth) * _MIX
-
-    cdef object _owned_count(self, unsigned long long* key, thread):
-        # The count of `key` for this thread, or None; `key` is moved on past counts of threads that
-        # ended and left their ident to this one.
-        found = self.entries.get(key[0])
-        while found is not None and not (<_Count>found).owned_by(thread):
-            key[0] = (key[0] + 1) * _MIX
-            found = self.entries.get(key[0])
-        return found
 
     cdef tuple _labels(self, exc):
         ident = PyThread_get_thread_ident()

@@ -59,6 +59,9 @@ cdef extern from "pythread.h":
     unsigned long PyThread_get_thread_ident()
     unsigned long PyThread_get_thread_native_id()
     long long PY_TIMEOUT_MAX
+    ctypedef struct PyThreadState
+    PyThreadState* PyThreadState_Get()
+    unsigned long long PyThreadState_GetID(PyThreadState* tstate)
 
 cdef extern from *:
     """
@@ -290,17 +293,18 @@ cdef class _Entry:
 
     cdef tuple stack
     cdef list codes  # the stack's code objects: the key hashes their addresses, which stay theirs
-    cdef object thread_ref  # weak references to the threading.Thread and the task of the key: a
-    cdef object task_ref  # thread or task made after one that ended often gets its address (and ident)
+    cdef object task_ref  # a weak reference to the key's asyncio task (None: none): a task made
+    # after one that ended often gets its address. (Threads are keyed by their thread state's id,
+    # never reused, where an ident often is.)
     cdef tuple labels
     cdef long long acquires
     cdef long long wait_ns
     cdef long long releases
     cdef long long hold_ns
 
-    cdef bint owned_by(self, thread, task):
-        """Whether this entry is ``thread``'s and ``task``'s, not that of ones which ended before them."""
-        return _refers_to(self.thread_ref, thread) and _refers_to(self.task_ref, task)
+    cdef bint owned_by(self, task):
+        """Whether this entry is ``task``'s, not that of one which ended before it."""
+        return _refers_to(self.task_ref, task)
 
 
 cdef object _NOT_CHECKED = object()  # the reference kept for an object that has no weak references
@@ -465,8 +469,8 @@ cdef class Sampler:
         A sampled acquire records while holding the lock, so the common case (a
         stack, thread and lock seen before in this period) runs no Python code: no
         bytecode runs, so the GIL cannot pass to a thread that would then queue
-        on the lock. The key uses the thread ident, not the name: a renamed thread
-        keeps its old name until the next drain.
+        on the lock. The key uses the thread state's id, not the name: a renamed
+        thread keeps its old name until the next drain.
         """
         cdef _Entry entry
         cdef unsigned long long key
@@ -477,17 +481,15 @@ cdef class Sampler:
                 duration_ns = 0
             task = _running_task()
             span = _span_now(task)
-            thread = _threading._active.get(PyThread_get_thread_ident())
             key = self._stack_hash(skip) ^ (<unsigned long long>hash(lock_name) * _MIX) ^ (
-                <unsigned long long>PyThread_get_thread_ident() * _MIX * _MIX
+                PyThreadState_GetID(PyThreadState_Get()) * _MIX * _MIX
             ) ^ (<unsigned long long>id(task) * _MIX * _MIX * _MIX) ^ (
                 (<unsigned long long><long long>(<tuple>span[0])[1] if span else 0) * _MIX * _MIX * _MIX * _MIX)
-            found = self._owned_entry(&key, thread, task)
+            found = self._owned_entry(&key, task)
             if found is None:
                 entry = _Entry.__new__(_Entry)
                 entry.codes = []
                 entry.stack = self._stack(skip, entry.codes)
-                entry.thread_ref = _weak_ref(thread)
                 entry.task_ref = _weak_ref(task)
                 entry.labels = self._thread_labels() + ((LOCK_NAME, lock_name),)
                 if task is not None:
@@ -495,7 +497,7 @@ cdef class Sampler:
                 if span:
                     entry.labels = entry.labels + span
                 # Building the entry ran Python code: another thread may have added the key meanwhile.
-                found = self._owned_entry(&key, thread, task)
+                found = self._owned_entry(&key, task)
                 if found is None:
                     if len(self.entries) >= MAX_ENTRIES:
                         self._push_event(entry, acquire, duration_ns, prof_now_ns() if self.events != NULL else 0)
@@ -517,11 +519,11 @@ cdef class Sampler:
         except BaseException:
             self.errors += 1
 
-    cdef object _owned_entry(self, unsigned long long* key, thread, task):
-        # The entry of `key` for this thread and task, or None; `key` is moved on past entries of
-        # threads or tasks that ended and left their address and ident to these. No Python code runs.
+    cdef object _owned_entry(self, unsigned long long* key, task):
+        # The entry of `key` for this task, or None; `key` is moved on past entries of tasks that
+        # ended and left their address to this one. No Python code runs.
         found = self.entries.get(key[0])
-        while found is not None and not (<_Entry>found).owned_by(thread, task):
+        while found is not None and not (<_Entry>found).owned_by(task):
             key[0] = (key[0] + 1) * _MIX
             found = self.entries.get(key[0])
         return found
