@@ -98,10 +98,10 @@ class AgentExporter(Exporter):
         self.endpoint = endpoint or resolve(config)
         self.max_pending = max(1, max_pending)
         self.retry_base = max(retry_base, 0.001)
-        # The payload's modules and the HTTP client (ssl for https)
-        # are imported on the thread that builds the exporter, not with this module (which every
-        # profiled process imports, files or agent) nor in the uploader thread: a fork during an
-        # import there would leave the child's import lock held.
+        # The payload's modules and the HTTP client (ssl for https) are imported on the thread that
+        # builds the exporter, not with this module (which every profiled process imports, files or
+        # agent) nor in the uploader thread: a fork during an import there would leave the child's
+        # import lock held.
         from profiler_agent import httpclient, payload
 
         self._payload = payload
@@ -387,7 +387,7 @@ class AgentExporter(Exporter):
                 % (
                     "intake" if self.endpoint.agentless else "agent",
                     status,
-                    self._http.origin_of(location),
+                    http.origin_of(location),
                     "DD_SITE" if self.endpoint.agentless else "DD_TRACE_AGENT_URL",
                 ),
             )
