@@ -515,3 +515,40 @@ def test_code_the_program_dropped_is_let_go_of(sweep_step, dropped_codes_freed):
     unknown = sum(1 for s in stacks for f in s if f.function == "<unknown>")
     assert unknown == 0, (unknown, sampler.unknown_frames)
 
+
+
+@needs_gil_free
+def test_captures_queued_when_sampling_stops_are_samples():
+    """What the native thread captured while the sampler waited for the GIL is in the profile when
+    the stop comes then: a program that kept the GIL for 0.4 s (switch interval 2 s) and stopped
+    the profiler used to lose those 0.4 s of every thread (the end of a timeline's lanes)."""
+    recorder = Recorder()
+    collector = StackCollector(recorder, ProfilerConfig(), min_interval=0.02)
+    collector.sampler.capture_batch = 4
+    started, release = threading.Event(), threading.Event()
+    worker = threading.Thread(target=Worker().method, args=(started, release), name="parked-to-the-end")
+    worker.start()
+    started.wait()
+    switch_interval = sys.getswitchinterval()
+    try:
+        began = time.monotonic()
+        collector.start()
+        sampler = collector.sampler
+        assert wait_until(lambda: sampler.ticks >= 8, 10)
+        sys.setswitchinterval(2.0)
+        deadline = time.monotonic() + 0.4
+        while time.monotonic() < deadline:  # the GIL is not let go: captures queue up meanwhile
+            pass
+        collector.stop()
+        elapsed = time.monotonic() - began
+    finally:
+        sys.setswitchinterval(switch_interval)
+        release.set()
+        worker.join()
+    wall = sum(
+        values.get("wall-time", 0)
+        for (_stack, labels), values in recorder.flush().samples.items()
+        if dict(labels).get("thread name") == "parked-to-the-end"
+    ) / 1e9
+    # All of it but the start-up and the interval that was under way at the stop.
+    assert wall >= elapsed - 0.1, (wall, elapsed)

@@ -173,15 +173,19 @@ def test_the_same_workload_reaches_the_agent_as_ddtrace_sends_it(tmp_path):
             assert close(measured, truth[thread][index], 0.35), (who, thread, type_, measured, truth[thread])
     # cpu-samples counts thread samples in both, each standing for the wall time since the
     # previous one: wall time per count is the mean sampling interval, at least the 10 ms minimum
-    # and at most the 1 s cap. The counts themselves are not compared: each profiler's interval
-    # adapts to its own cost (on a loaded machine ddtrace's grew and took 413 samples to our 642).
+    # and at most the 1 s cap. The counts themselves differ by design: ddtrace 4.16 budgets its
+    # sampler 1% of the application's own CPU time (p95 over 10 minutes; it reads
+    # DD_PROFILING_MAX_TIME_USAGE_PCT and does nothing with it), this project 1% of wall time as
+    # that variable says, so on these 8 threads busy on 2 cores ddtrace samples more often:
+    # 16-17 ms against 25-30 ms here. Half ddtrace's samples at least: a sampler that stalls or
+    # whose cost grew fails this (on a loaded machine ddtrace's grew and took 413 samples to our 642).
     intervals = {}
     for parts, who in ((our_parts, "ours"), (dd_parts, "ddtrace")):
         count, wall = parts["all"].get("cpu-samples", 0), parts["all"].get("wall-time", 0)
         assert count > 0, who
         intervals[who] = wall / count / 1e9
         assert 0.009 <= intervals[who] <= 1.0, (who, intervals[who], count, wall)
-    assert intervals["ours"] <= 1.5 * intervals["ddtrace"], intervals  # ours costs less a sample
+    assert intervals["ours"] <= 2 * intervals["ddtrace"], intervals
     for name in ("lock", "cond"):  # one count per sampled acquire and release, as ddtrace
         for type_ in ("lock-acquire", "lock-release"):
             compare("lock " + name, type_, 0.02)

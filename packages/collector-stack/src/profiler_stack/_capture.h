@@ -401,13 +401,26 @@ static void prof_cap_request_stop(prof_cap_state *s) {
     pthread_mutex_unlock(&s->mx);
 }
 
-/* Stops and joins the capturing thread, and frees what is still queued. Without the GIL. */
-static void prof_cap_stop(prof_cap_state *s) {
+/* Stops and joins the capturing thread; what it queued stays queued (prof_cap_wait then returns
+   it at once), with the time of captures dropped since (a full queue) given to the last one.
+   Without the GIL. */
+static void prof_cap_join(prof_cap_state *s) {
     prof_cap_request_stop(s);
     if (s->running) {
         pthread_join(s->thread, NULL);
         s->running = 0;
     }
+    pthread_mutex_lock(&s->mx);
+    if (s->count > 0 && s->carried > 0) {
+        s->queue[(s->head + s->count - 1) % PROF_CAP_QUEUE]->weight += s->carried;
+        s->carried = 0;
+    }
+    pthread_mutex_unlock(&s->mx);
+}
+
+/* Stops and joins the capturing thread, and frees what is still queued. Without the GIL. */
+static void prof_cap_stop(prof_cap_state *s) {
+    prof_cap_join(s);
     pthread_mutex_lock(&s->mx);
     prof_cap_drop_queue(s);
     pthread_mutex_unlock(&s->mx);

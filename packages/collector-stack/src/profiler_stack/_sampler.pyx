@@ -149,6 +149,7 @@ cdef extern from "_capture.h":
     prof_cap_state* prof_cap_new()
     int prof_cap_start(prof_cap_state* s) nogil
     void prof_cap_stop(prof_cap_state* s) nogil
+    void prof_cap_join(prof_cap_state* s) nogil
     void prof_cap_request_stop(prof_cap_state* s) nogil
     void prof_cap_reset(prof_cap_state* s)
     int prof_cap_wait(prof_cap_state* s, prof_capture** out) nogil
@@ -442,6 +443,7 @@ cdef class StackSampler:
     cdef Py_ssize_t wake_n
     cdef Py_ssize_t wake_capacity
     cdef public double interval
+    cdef double interval_min, interval_max, usage_pct  # run()'s bounds, for _take_batch
     cdef public long long errors
     cdef long long last_cost
     cdef double cost_average  # GIL-free mode: per-capture CPU cost, smoothed from 0 (ns)
@@ -663,7 +665,7 @@ cdef class StackSampler:
     cdef _run_without_gil(self, double min_interval, double max_interval, double max_time_usage_pct):
         cdef prof_capture* got[16]
         cdef int n = 0, i, taken
-        cdef long long began, cost
+        self.interval_min, self.interval_max, self.usage_pct = min_interval, max_interval, max_time_usage_pct
         self.cap.probe_ns = 1000000
         self.cap.idle_threshold_ns = self.blocked_threshold_ns
         self.cap.batch = self.capture_batch
@@ -678,37 +680,55 @@ cdef class StackSampler:
                     n = prof_cap_wait(self.cap, got)
                 if n == 0:
                     continue
-                # CPU, not elapsed time: the GIL may go to a busy thread in the middle of this.
-                began = _clock_ns(CLOCK_THREAD_CPUTIME_ID)
-                taken = n
-                self.scan_ns = 0
-                self.stacks_looked_at = False
-                try:
-                    for i in range(n):
-                        try:
-                            self._take_capture(got[i])
-                        except Exception:
-                            self.errors += 1  # the batch's other captures are still taken
-                finally:
-                    for i in range(n):
-                        prof_cap_free(got[i])
-                    n = 0
-                # The interval follows the cost of a capture, without the one-off work of holding the
-                # code objects of new modules (bounded by max_codes), smoothed, and grows at most 2x a
-                # batch: a fresh process's first batches cost 10-100x the later ones, and following
-                # them would leave a short-lived worker with a few samples 0.4 s apart.
-                cost = (_clock_ns(CLOCK_THREAD_CPUTIME_ID) - began - self.scan_ns) // taken + self.cap.cost_ns
-                self.last_cost = max(cost, 1)
-                self.cost_average = 0.75 * self.cost_average + 0.25 * self.last_cost
-                self.interval = min(
-                    _next_interval(<long long>self.cost_average, max_time_usage_pct, min_interval, max_interval),
-                    max(2 * self.interval, min_interval))
+                taken, n = n, 0  # _take_batch frees them
+                self._take_batch(got, taken)
                 self._publish()
+            # What was captured before the stop is part of the profile too: up to a batch of
+            # captures per thread (a batch's length of time, longer when the program kept the GIL).
+            with nogil:
+                prof_cap_join(self.cap)
+                n = prof_cap_wait(self.cap, got)
+            if n > 0:
+                taken, n = n, 0
+                self._take_batch(got, taken)
         finally:
             for i in range(n):
                 prof_cap_free(got[i])
             with nogil:
                 prof_cap_stop(self.cap)
+
+    cdef _take_batch(self, prof_capture** got, int n):
+        # Turns `n` captures into samples and frees them; then adapts the interval to their cost.
+        cdef int i
+        cdef long long began, cost
+        cdef bint first = self.tick == 0
+        # CPU, not elapsed time: the GIL may go to a busy thread in the middle of this.
+        began = _clock_ns(CLOCK_THREAD_CPUTIME_ID)
+        self.scan_ns = 0
+        self.stacks_looked_at = False
+        try:
+            for i in range(n):
+                try:
+                    self._take_capture(got[i])
+                except Exception:
+                    self.errors += 1  # the batch's other captures are still taken
+        finally:
+            for i in range(n):
+                prof_cap_free(got[i])
+        # The interval follows the cost of a capture, without the one-off work of holding the
+        # code objects of new modules (bounded by max_codes) or letting go of dropped ones,
+        # smoothed, and grows at most 2x a batch: a fresh process's first batches cost 10-100x
+        # the later ones, and following them would leave a short-lived worker with a few samples
+        # 0.4 s apart. The very first batch names every frame already running for the first time
+        # (1.7 ms a capture of 8 threads, 0.25 ms later): it is left out of the average.
+        cost = (_clock_ns(CLOCK_THREAD_CPUTIME_ID) - began - self.scan_ns) // n + self.cap.cost_ns
+        self.last_cost = max(cost, 1)
+        if first:
+            return
+        self.cost_average = 0.75 * self.cost_average + 0.25 * self.last_cost
+        self.interval = min(
+            _next_interval(<long long>self.cost_average, self.usage_pct, self.interval_min, self.interval_max),
+            max(2 * self.interval, self.interval_min))
 
     def capture_once(self):
         """Capture every thread now without the GIL, as the capturing thread does, then turn the
@@ -952,12 +972,17 @@ cdef class StackSampler:
         cdef int i, kept, lasti
         cdef _CodeInfo info
         cdef _CopiedCode copied
+        cdef long long began
         cdef bint unknown = False, from_copies = False
         if len(self.codes) > self.max_codes or len(self.raw_stacks) > self.max_codes:
             self.codes = {}
             self.raw_stacks = {}  # its stacks stand for code objects no longer held
         if len(self.held_codes) > self.held_after_sweep + self.sweep_step:
-            self._let_go_of_dropped_codes()
+            began = _clock_ns(CLOCK_THREAD_CPUTIME_ID)
+            try:
+                self._let_go_of_dropped_codes()
+            finally:  # one-off work, as holding codes is: not a capture's cost
+                self.scan_ns += _clock_ns(CLOCK_THREAD_CPUTIME_ID) - began
         if len(self.scanned_namespaces) > MAX_SCANNED_NAMESPACES:
             # By id: a program making a namespace per request (exec) would grow it without end now
             # that sweeps, not clearings, keep held_codes small; scanning one again holds nothing new.
