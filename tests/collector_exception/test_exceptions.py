@@ -254,6 +254,9 @@ def test_a_huge_sampling_interval_built_in_code_is_capped_not_a_zero_division(in
     assert c.stats()["errors"] == 0
 
 
+MARKER = "test_with_the_timeline_each_sampled_exception_keeps_its_moment"
+
+
 def test_with_the_timeline_each_sampled_exception_keeps_its_moment():
     """Each sampled exception is its own sample stamped when it was raised; past the per-period
     bound they are counted as before, nothing lost."""
@@ -276,9 +279,14 @@ def test_with_the_timeline_each_sampled_exception_keeps_its_moment():
         past_bound = flushed(c)
     finally:
         c.stop()
-    moments = sorted(moment for (stack, labels), moment, values in snapshot.timed
-                     if dict(labels)["exception type"] == "builtins.ValueError")
-    assert len(moments) == 100
+    # Only this test's raises: a thread another test left running in the same worker process may
+    # raise a ValueError of its own meanwhile (105 of them were seen once on 3.13).
+    ours = [(moment, stack) for (stack, labels), moment, values in snapshot.timed
+            if dict(labels)["exception type"] == "builtins.ValueError"]
+    moments = sorted(moment for moment, stack in ours if any(frame.function.endswith(MARKER) for frame in stack))
+    others = [[frame.function for frame in stack[:4]] for moment, stack in ours
+              if not any(frame.function.endswith(MARKER) for frame in stack)]
+    assert len(moments) == 100, (len(moments), others)
     for (began, ended), part in zip(phases, (moments[:50], moments[50:])):
         assert began - 1_000_000 <= part[0] and part[-1] <= ended + 1_000_000, (began, part[0], part[-1], ended)
     timed = sum(v["exception-samples"] for (_s, labels), _m, v in past_bound.timed if dict(labels)["exception type"] == "builtins.KeyError")
@@ -302,9 +310,20 @@ def test_drains_while_threads_raise_count_every_exception_once():
         snapshot = flushed(c)
     finally:
         c.stop()
-    raised = sum(v["exception-samples"] for (_s, labels), _m, v in snapshot.timed if dict(labels)["exception type"] == "builtins.ValueError")
-    raised += sum(v["exception-samples"] for (_s, labels), v in snapshot.samples.items() if dict(labels)["exception type"] == "builtins.ValueError")
-    assert raised == 4 * per_thread
+    # Only this test's raises (a frame of work() on the stack): a thread another test left running
+    # in the same worker process may raise a ValueError of its own meanwhile.
+    raised, elsewhere = 0, {}
+    samples = [(stack, labels, v) for (stack, labels), _m, v in snapshot.timed]
+    samples += [(stack, labels, v) for (stack, labels), v in snapshot.samples.items()]
+    for stack, labels, values in samples:
+        if dict(labels)["exception type"] != "builtins.ValueError":
+            continue
+        if any(frame.filename == __file__ and frame.function.endswith("work") for frame in stack):
+            raised += values["exception-samples"]
+        else:
+            where = (dict(labels).get("thread name"), tuple(frame.function for frame in stack[:4]))
+            elsewhere[where] = elsewhere.get(where, 0) + values["exception-samples"]
+    assert raised == 4 * per_thread, (raised, elsewhere)
 
 
 def test_code_compiled_at_run_time_is_named_each_its_own_and_not_kept_alive():

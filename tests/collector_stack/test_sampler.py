@@ -506,9 +506,11 @@ def test_code_the_program_dropped_is_let_go_of(sweep_step, dropped_codes_freed):
     gc.collect()
     alive = sum(1 for r in helpers if r() is not None)
     if dropped_codes_freed:
-        # what a sweep leaves: the codes held since the last one, those it let go (kept one sweep
-        # long), and the live namespaces' (9 codes each); without sweeps 368 of them were alive
-        assert sampler.codes_let_go > 0 and alive <= 4 * sweep_step + 16, (alive, len(helpers), sampler.held_code_count)
+        # what a sweep leaves: the codes held since the last one (a batch of captures holds all the
+        # codes on the stacks at once: more when the sampler is starved of the GIL), those it let
+        # go (kept one sweep long), and the live namespaces' (9 codes each); without sweeps 368 of
+        # them were alive, with them 56 at most in a loaded run of the whole suite
+        assert sampler.codes_let_go > 0 and alive <= 12 * sweep_step + 16, (alive, len(helpers), sampler.held_code_count)
     else:
         assert sampler.codes_let_go == 0 and alive > 0, (alive, sampler.held_code_count)
     assert [f for s in stacks for f in s if f.function.startswith("handler_")]
