@@ -446,7 +446,7 @@ cdef class StackSampler:
     cdef double interval_min, interval_max, usage_pct  # run()'s bounds, for _take_batch
     cdef public long long errors
     cdef long long last_cost
-    cdef double cost_average  # GIL-free mode: per-capture CPU cost, smoothed from 0 (ns)
+    cdef double cost_average  # per-capture CPU cost (with the GIL: time it was held), smoothed from 0 (ns)
     cdef long long scan_ns  # CPU spent holding code objects of stacks and modules in this batch
     cdef unsigned long long tick
     cdef bint ignore_profiler
@@ -658,7 +658,13 @@ cdef class StackSampler:
                     if self.wake_clocks[i] != -1 and self.sample_cpu[i] >= 0:
                         self.idle_after[i] = _clock_ns(self.wake_clocks[i]) - self.sample_cpu[i] < self.blocked_threshold_ns
                 if self.last_cost > 0:
-                    self.interval = _next_interval(self.last_cost, max_time_usage_pct, min_interval, max_interval)
+                    # Smoothed and growing at most 2x a sample, as without the GIL: the cost is the
+                    # time the GIL was held, and one sample the system preempted in the middle
+                    # (a loaded machine) set the interval to 0.4 s, leaving a thread 3 samples in 0.6 s.
+                    self.cost_average = 0.75 * self.cost_average + 0.25 * self.last_cost
+                    self.interval = min(
+                        _next_interval(<long long>self.cost_average, max_time_usage_pct, min_interval, max_interval),
+                        max(2 * self.interval, min_interval))
 
     # -- GIL-free mode: a native thread captures, this thread turns captures into samples ----------
 
