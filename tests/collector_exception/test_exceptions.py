@@ -254,12 +254,21 @@ def test_a_huge_sampling_interval_built_in_code_is_capped_not_a_zero_division(in
     assert c.stats()["errors"] == 0
 
 
+def raised_by(stack, function):
+    """Whether a sample's exception was raised by ``function`` of raising.py (its leaf frame).
+    Other code of the worker process raises exceptions too, rightly counted: a thread another
+    test left running, or a finalizer a garbage collection runs in the middle of a test
+    (selectors, for one, raise and catch ValueError when an asyncio transport another test left
+    is closed). CI saw 12005 of 12000, 105 of 100 (3.13), and one timed slot of 8,192 taken (3.11)."""
+    return bool(stack) and stack[0].function == function and stack[0].filename.endswith("raising.py")
+
+
 def raised_by_f(stack):
-    """Whether a sample's exception was raised by raising.f (its leaf frame). Other code of the
-    worker process raises ValueErrors too, rightly counted: a thread another test left running,
-    or a finalizer a garbage collection runs in the middle of a test (selectors, for one, raise
-    and catch ValueError when an asyncio transport another test left is closed)."""
-    return bool(stack) and stack[0].function == "f" and stack[0].filename.endswith("raising.py")
+    return raised_by(stack, "f")
+
+
+def _where(stack):
+    return [(frame.filename, frame.function) for frame in stack[:4]]
 
 
 def test_with_the_timeline_each_sampled_exception_keeps_its_moment():
@@ -284,17 +293,21 @@ def test_with_the_timeline_each_sampled_exception_keeps_its_moment():
         past_bound = flushed(c)
     finally:
         c.stop()
-    # Only f()'s raises (see raised_by_f: 105 ValueErrors were seen once on 3.13).
+    # Only f()'s raises (see raised_by).
     ours = [(moment, stack) for (stack, labels), moment, values in snapshot.timed
             if dict(labels)["exception type"] == "builtins.ValueError"]
     moments = sorted(moment for moment, stack in ours if raised_by_f(stack))
-    others = [[(frame.filename, frame.function) for frame in stack[:4]] for moment, stack in ours if not raised_by_f(stack)]
+    others = [_where(stack) for moment, stack in ours if not raised_by_f(stack)]
     assert len(moments) == 100, (len(moments), others)
     for (began, ended), part in zip(phases, (moments[:50], moments[50:])):
         assert began - 1_000_000 <= part[0] and part[-1] <= ended + 1_000_000, (began, part[0], part[-1], ended)
-    timed = sum(v["exception-samples"] for (_s, labels), _m, v in past_bound.timed if dict(labels)["exception type"] == "builtins.KeyError")
-    counted = sum(v["exception-samples"] for (_s, labels), v in past_bound.samples.items() if dict(labels)["exception type"] == "builtins.KeyError")
-    assert timed == _native.MAX_TIMED_SAMPLES and timed + counted == _native.MAX_TIMED_SAMPLES + 100
+    # Every timed slot of the period holds a sample (g()'s, or one raised elsewhere meanwhile); what
+    # did not fit is counted without its moment, none of g()'s lost.
+    timed = sum(v["exception-samples"] for (stack, _l), _m, v in past_bound.timed if raised_by(stack, "g"))
+    elsewhere = [_where(stack) for (stack, _l), _m, v in past_bound.timed if not raised_by(stack, "g")]
+    counted = sum(v["exception-samples"] for (stack, _l), v in past_bound.samples.items() if raised_by(stack, "g"))
+    assert timed + len(elsewhere) == _native.MAX_TIMED_SAMPLES, (timed, elsewhere)
+    assert timed + counted == _native.MAX_TIMED_SAMPLES + 100, (timed, counted, elsewhere)
 
 
 def test_drains_while_threads_raise_count_every_exception_once():
@@ -313,7 +326,7 @@ def test_drains_while_threads_raise_count_every_exception_once():
         snapshot = flushed(c)
     finally:
         c.stop()
-    # Only f()'s raises (see raised_by_f: 12005 of 12000 were seen once on 3.13).
+    # Only f()'s raises (see raised_by).
     raised, elsewhere = 0, {}
     samples = [(stack, labels, v) for (stack, labels), _m, v in snapshot.timed]
     samples += [(stack, labels, v) for (stack, labels), v in snapshot.samples.items()]

@@ -176,16 +176,17 @@ def test_the_same_workload_reaches_the_agent_as_ddtrace_sends_it(tmp_path):
     # and at most the 1 s cap. The counts themselves differ by design: ddtrace 4.16 budgets its
     # sampler 1% of the application's own CPU time (p95 over 10 minutes; it reads
     # DD_PROFILING_MAX_TIME_USAGE_PCT and does nothing with it), this project 1% of wall time as
-    # that variable says, so on these 8 threads busy on 2 cores ddtrace samples more often:
-    # 16-17 ms against 25-30 ms here. Half ddtrace's samples at least: a sampler that stalls or
-    # whose cost grew fails this (on a loaded machine ddtrace's grew and took 413 samples to our 642).
+    # that variable says, so on these 8 threads busy on 2 cores ddtrace samples more often, the
+    # more so the busier the machine: 16-20 ms against 25-30 ms here alone, 11.2 ms against 24.7
+    # in a loaded CI run. So ours is held to its own budget: a capture of these 8 threads costs
+    # 0.2-0.3 ms, 20-30 ms at 1%; a sampler that stalls or whose cost doubled fails 60 ms.
     intervals = {}
     for parts, who in ((our_parts, "ours"), (dd_parts, "ddtrace")):
         count, wall = parts["all"].get("cpu-samples", 0), parts["all"].get("wall-time", 0)
         assert count > 0, who
         intervals[who] = wall / count / 1e9
         assert 0.009 <= intervals[who] <= 1.0, (who, intervals[who], count, wall)
-    assert intervals["ours"] <= 2 * intervals["ddtrace"], intervals
+    assert intervals["ours"] <= 0.06, intervals
     for name in ("lock", "cond"):  # one count per sampled acquire and release, as ddtrace
         for type_ in ("lock-acquire", "lock-release"):
             compare("lock " + name, type_, 0.02)
