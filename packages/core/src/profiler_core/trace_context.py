@@ -62,13 +62,18 @@ class History:
         times = self.times
         times.append(now)
         self.labels.append(labels)
+        if not len(times) & 63:
+            self.trim(now)
+
+    def trim(self, now: int) -> None:
+        """Forget what is older than RETAIN_NS (but the link then in force); keep MAX_HISTORY at most."""
+        times = self.times
         n = len(times)
-        if n & 63 == 0:
-            cut = bisect_right(times, now - RETAIN_NS) - 1 if times[0] < now - RETAIN_NS else 0
-            cut = max(cut, n - MAX_HISTORY)
-            if cut > 0:
-                del times[:cut]
-                del self.labels[:cut]
+        cut = bisect_right(times, now - RETAIN_NS) - 1 if times[0] < now - RETAIN_NS else 0
+        cut = max(cut, n - MAX_HISTORY)
+        if cut > 0:
+            del times[:cut]
+            del self.labels[:cut]
 
 
 _thread_links: "Dict[int, History]" = {}
@@ -168,16 +173,36 @@ def _append(links: "Dict[int, History]", key: int, labels: "Optional[Labels]", n
 def link(span_id: int, labels: "Labels") -> None:
     """The calling thread (or the asyncio task it runs) is now in span ``span_id``, whose sample
     labels are ``labels`` (:func:`span_labels`)."""
-    links, key = _key()
-    history = _append(links, key, labels, _monotonic_ns())
-    if history is not None:
-        _span_keys[span_id] = history  # where it was linked last: a tracer activates a span in one place
+    # Runs at each of the tracer's activations (8 a request of ddtrace's WSGI middleware): _key
+    # and History.add spelled out where the history exists, 3 calls fewer.
+    links, key = _thread_links, _get_ident()
+    if _running_loop is not None or _asyncio_loaded():
+        loop = _running_loop()  # type: ignore[misc]
+        if loop is not None:
+            task = _task_of(loop)  # type: ignore[misc]
+            if task is not None:
+                links, key = _task_links, id(task)
+    now = _monotonic_ns()
+    history = links.get(key)
+    if history is None:
+        history = _append(links, key, labels, now)
+        if history is None:
+            return
+    else:
+        times = history.times
+        times.append(now)
+        history.labels.append(labels)
+        if not len(times) & 63:
+            history.trim(now)
+    _span_keys[span_id] = history  # where it was linked last: a tracer activates a span in one place
 
 
 def unlink() -> None:
     """The calling thread (or the asyncio task it runs) is in no span now."""
     links, key = _key()
-    _append(links, key, None, _monotonic_ns())
+    history = links.get(key)
+    if history is not None:  # none: it was in no span (or its link was not kept)
+        history.add(_monotonic_ns(), None)
 
 
 def span_finished(span_id: int) -> None:

@@ -74,7 +74,7 @@ class _Following:
     def on_activate(self, provider: "Any", active: "Any") -> None:
         # Called by ddtrace in the thread (and task) that activates: must never raise into it.
         try:
-            if provider is not self._tracer_provider():
+            if provider is not self.provider and provider is not self._tracer_provider():
                 return  # another context provider's (LLM Observability's), not the tracer's
             span_id = getattr(active, "span_id", None)  # None: no span active now
             if not span_id:
