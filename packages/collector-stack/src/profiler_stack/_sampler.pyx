@@ -443,7 +443,7 @@ cdef class StackSampler:
     cdef Py_ssize_t wake_n
     cdef Py_ssize_t wake_capacity
     cdef public double interval
-    cdef double interval_min, interval_max, usage_pct  # run()'s bounds, for _take_batch
+    cdef double interval_min, interval_max, usage_pct  # run()'s bounds, for _follow_cost
     cdef public long long errors
     cdef long long last_cost
     cdef double cost_average  # per-capture CPU cost (with the GIL: time it was held), smoothed from 0 (ns)
@@ -620,6 +620,7 @@ cdef class StackSampler:
         if min_interval <= 0 or max_interval < min_interval or max_time_usage_pct <= 0:
             raise ValueError("invalid interval settings")
         self.interval = min_interval
+        self.interval_min, self.interval_max, self.usage_pct = min_interval, max_interval, max_time_usage_pct
         # prof_st_init also takes this process's id: after a fork, the child's.
         self.reading_without_gil = self.gil_free and prof_st_init() == 1
         if self.reading_without_gil:
@@ -658,20 +659,16 @@ cdef class StackSampler:
                     if self.wake_clocks[i] != -1 and self.sample_cpu[i] >= 0:
                         self.idle_after[i] = _clock_ns(self.wake_clocks[i]) - self.sample_cpu[i] < self.blocked_threshold_ns
                 if self.last_cost > 0:
-                    # Smoothed and growing at most 2x a sample, as without the GIL: the cost is the
-                    # time the GIL was held, and one sample the system preempted in the middle
-                    # (a loaded machine) set the interval to 0.4 s, leaving a thread 3 samples in 0.6 s.
-                    self.cost_average = 0.75 * self.cost_average + 0.25 * self.last_cost
-                    self.interval = min(
-                        _next_interval(<long long>self.cost_average, max_time_usage_pct, min_interval, max_interval),
-                        max(2 * self.interval, min_interval))
+                    # The cost is the time the GIL was held: one sample the system preempted in the
+                    # middle (a loaded machine) set the interval to 0.4 s when it was followed alone,
+                    # leaving a thread 3 samples in 0.6 s.
+                    self._follow_cost()
 
     # -- GIL-free mode: a native thread captures, this thread turns captures into samples ----------
 
     cdef _run_without_gil(self, double min_interval, double max_interval, double max_time_usage_pct):
         cdef prof_capture* got[16]
         cdef int n = 0, i, taken
-        self.interval_min, self.interval_max, self.usage_pct = min_interval, max_interval, max_time_usage_pct
         self.cap.probe_ns = 1000000
         self.cap.idle_threshold_ns = self.blocked_threshold_ns
         self.cap.batch = self.capture_batch
@@ -729,8 +726,11 @@ cdef class StackSampler:
         # (1.7 ms a capture of 8 threads, 0.25 ms later): it is left out of the average.
         cost = (_clock_ns(CLOCK_THREAD_CPUTIME_ID) - began - self.scan_ns) // n + self.cap.cost_ns
         self.last_cost = max(cost, 1)
-        if first:
-            return
+        if not first:
+            self._follow_cost()
+
+    cdef inline void _follow_cost(self) noexcept nogil:
+        # The interval that keeps last_cost, smoothed, within the budget; growing at most 2x at once.
         self.cost_average = 0.75 * self.cost_average + 0.25 * self.last_cost
         self.interval = min(
             _next_interval(<long long>self.cost_average, self.usage_pct, self.interval_min, self.interval_max),
